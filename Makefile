@@ -1,0 +1,44 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO      ?= go
+DATA    ?= data
+ADDR    ?= :8080
+
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: run test bench lint fuzz build clean
+
+## run: start the server on the embedded store with demo customers
+run:
+	$(GO) run ./cmd/kyc serve --addr $(ADDR) --data $(DATA) --demo
+
+## test: every test, with the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## bench: the throughput and latency benchmarks (figures go in the README)
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./adapters/bench/
+
+## lint: formatting and static checks
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-clean:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## fuzz: run each fuzz test for a while (FUZZTIME=30s by default)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./adapters/httpapi -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./adapters/httpapi -run '^$$' -fuzz '^FuzzHeaders$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./adapters/httpapi -run '^$$' -fuzz '^FuzzCommandBodies$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./domain -run '^$$' -fuzz '^FuzzParseDefinition$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./domain -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./adapters/httpapi -run '^$$' -fuzz '^FuzzKeysFile$$' -fuzztime $(FUZZTIME)
+
+## build: the static kyc binary
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/kyc ./cmd/kyc
+
+clean:
+	rm -rf bin

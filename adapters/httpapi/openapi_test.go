@@ -1,0 +1,621 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/google/uuid"
+
+	"github.com/kycengine/kyc/adapters/eventstore/memory"
+	"github.com/kycengine/kyc/adapters/httpapi"
+	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/schemas"
+)
+
+// Tokens of the test callers: two operators and a superuser of company acme,
+// an operator of another company, and a customer-kind caller.
+const (
+	aliceToken    = "alice-token-0123456789"
+	bobToken      = "bob-token-0123456789ab"
+	rootToken     = "root-token-0123456789a"
+	eveToken      = "eve-token-0123456789ab"
+	customerToken = "customer-token-012345"
+)
+
+func loadOpenAPI(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(schemas.OpenAPI())
+	if err != nil {
+		t.Fatalf("load schemas/openapi.yaml: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("schemas/openapi.yaml is not a valid OpenAPI document: %v", err)
+	}
+	return doc
+}
+
+func newTestServer(t *testing.T) *httpapi.Server {
+	t.Helper()
+	lifecycles, err := domain.LoadLifecycles(schemas.Lifecycles(), "kyc-review")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memory.New()
+	svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store, Lifecycles: lifecycles, Codec: domain.NewCodec()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := httpapi.NewAuthenticator([]httpapi.Key{
+		{Token: aliceToken, Actor: "alice", Roles: []string{"operator"}, Company: "acme", Kind: domain.ActorOperator},
+		{Token: bobToken, Actor: "bob", Roles: []string{"operator"}, Company: "acme", Kind: domain.ActorOperator},
+		{Token: rootToken, Actor: "root", Roles: []string{domain.RoleSuperuser}, Company: "acme", Kind: domain.ActorOperator},
+		{Token: eveToken, Actor: "eve", Roles: []string{"operator"}, Company: "globex"},
+		{Token: customerToken, Actor: "ada", Company: "acme", Kind: domain.ActorCustomer},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_, _ = io.WriteString(w, "# HELP kyc_up Whether the engine is up.\n# TYPE kyc_up gauge\nkyc_up 1\n")
+	})
+	s, err := httpapi.New(httpapi.Config{Service: svc, Auth: auth, Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestOpenAPIDocumentIsValid(t *testing.T) {
+	doc := loadOpenAPI(t)
+	if doc.OpenAPI != "3.0.3" {
+		t.Errorf("openapi version = %q, want 3.0.3", doc.OpenAPI)
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Summary == "" || op.Description == "" {
+				t.Errorf("%s %s: summary and description are required", method, path)
+			}
+			if op.OperationID == "" {
+				t.Errorf("%s %s: operationId is required", method, path)
+			}
+		}
+	}
+}
+
+// TestRoutesMatchOpenAPI compares the server's route table with the document
+// in both directions, and checks that exactly the public routes are exempt
+// from the bearer token.
+func TestRoutesMatchOpenAPI(t *testing.T) {
+	doc := loadOpenAPI(t)
+	s := newTestServer(t)
+
+	routes := map[string]httpapi.Route{}
+	for _, r := range s.Routes() {
+		k := r.Method + " " + r.Path
+		if _, dup := routes[k]; dup {
+			t.Errorf("route %s is in the route table twice", k)
+		}
+		routes[k] = r
+	}
+	ops := map[string]*openapi3.Operation{}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			ops[strings.ToUpper(method)+" "+path] = op
+		}
+	}
+
+	var missingInDoc, missingInServer []string
+	for k := range routes {
+		if ops[k] == nil {
+			missingInDoc = append(missingInDoc, k)
+		}
+	}
+	for k := range ops {
+		if _, ok := routes[k]; !ok {
+			missingInServer = append(missingInServer, k)
+		}
+	}
+	sort.Strings(missingInDoc)
+	sort.Strings(missingInServer)
+	if len(missingInDoc) > 0 {
+		t.Errorf("routes the server serves but schemas/openapi.yaml does not document:\n  %s", strings.Join(missingInDoc, "\n  "))
+	}
+	if len(missingInServer) > 0 {
+		t.Errorf("operations schemas/openapi.yaml documents but the server does not serve:\n  %s", strings.Join(missingInServer, "\n  "))
+	}
+
+	global := doc.Security
+	for k, r := range routes {
+		op := ops[k]
+		if op == nil {
+			continue
+		}
+		reqs := global
+		if op.Security != nil {
+			reqs = *op.Security
+		}
+		needsBearer := len(reqs) > 0
+		for _, req := range reqs {
+			if _, ok := req["bearerAuth"]; !ok {
+				needsBearer = false
+			}
+		}
+		switch {
+		case r.Public && len(reqs) > 0:
+			t.Errorf("%s is public but the document requires %v", k, reqs)
+		case !r.Public && !needsBearer:
+			t.Errorf("%s needs a bearer token but the document does not require bearerAuth", k)
+		}
+	}
+}
+
+// apiCall is one request of the flow and what it must answer.
+type apiCall struct {
+	method, path string
+	token        string
+	// body is sent as is when it is a string or []byte, else as JSON; nil
+	// sends no body.
+	body    any
+	headers map[string]string
+	want    int
+	// wantType is the problem type's last segment, checked when set.
+	wantType string
+	// offContract marks a request that deliberately breaks the document (to
+	// provoke a 400, 413 or 422): its request must fail validation, its
+	// response must still match.
+	offContract bool
+}
+
+type apiResult struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r apiResult) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// contractClient sends requests to the live server and checks each request
+// and response against the OpenAPI document.
+type contractClient struct {
+	t       *testing.T
+	base    string
+	http    *http.Client
+	router  routers.Router
+	covered map[string]int
+	opts    []openapi3.SchemaValidationOption
+}
+
+func (c *contractClient) do(call apiCall) apiResult {
+	c.t.Helper()
+	var raw []byte
+	switch b := call.body.(type) {
+	case nil:
+	case string:
+		raw = []byte(b)
+	case []byte:
+		raw = b
+	default:
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	newRequest := func() *http.Request {
+		var body io.Reader
+		if call.body != nil {
+			body = bytes.NewReader(raw)
+		}
+		req, err := http.NewRequest(call.method, c.base+call.path, body)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if call.body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if call.token != "" {
+			req.Header.Set("Authorization", "Bearer "+call.token)
+		}
+		for k, v := range call.headers {
+			req.Header.Set(k, v)
+		}
+		return req
+	}
+	name := call.method + " " + call.path
+	if len(name) > 120 {
+		name = name[:120] + "..."
+	}
+
+	ctx := context.Background()
+	vreq := newRequest()
+	route, pathParams, err := c.router.FindRoute(vreq)
+	if err != nil {
+		c.t.Fatalf("%s: the document has no operation for this request: %v", name, err)
+	}
+	c.covered[route.Method+" "+route.Path]++
+	input := &openapi3filter.RequestValidationInput{
+		Request: vreq, PathParams: pathParams, Route: route,
+		Options: &openapi3filter.Options{
+			MultiError:                        true,
+			RejectWhenRequestBodyNotSpecified: true,
+			AuthenticationFunc:                openapi3filter.NoopAuthenticationFunc,
+			SchemaValidationOptions:           c.opts,
+		},
+	}
+	input.Options.WithCustomSchemaErrorFunc(schemaError)
+	reqErr := openapi3filter.ValidateRequest(ctx, input)
+	switch {
+	case call.offContract && reqErr == nil:
+		c.t.Errorf("%s: the request is meant to break the document, but the document accepts it (body %s)", name, clip(raw))
+	case !call.offContract && reqErr != nil:
+		c.t.Errorf("%s: the document refuses a request the server is meant to accept: %v\nbody: %s", name, reqErr, clip(raw))
+	}
+
+	resp, err := c.http.Do(newRequest())
+	if err != nil {
+		c.t.Fatalf("%s: %v", name, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		c.t.Fatalf("%s: read response: %v", name, err)
+	}
+	res := apiResult{status: resp.StatusCode, header: resp.Header, body: body}
+	if resp.StatusCode != call.want {
+		c.t.Errorf("%s: status %d, want %d\nresponse: %s", name, resp.StatusCode, call.want, clip(body))
+	}
+	if call.wantType != "" {
+		var p struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(body, &p)
+		if want := "https://kyc-engine.dev/problems/" + call.wantType; p.Type != want {
+			c.t.Errorf("%s: problem type %q, want %q", name, p.Type, want)
+		}
+	}
+
+	rinput := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: input,
+		Status:                 resp.StatusCode,
+		Header:                 resp.Header,
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus:   true,
+			MultiError:              true,
+			SchemaValidationOptions: c.opts,
+		},
+	}
+	rinput.Options.WithCustomSchemaErrorFunc(schemaError)
+	rinput.SetBodyBytes(body)
+	if err := openapi3filter.ValidateResponse(ctx, rinput); err != nil {
+		c.t.Errorf("%s: the %d response does not match the document: %v\nresponse: %s", name, resp.StatusCode, err, clip(body))
+	}
+	return res
+}
+
+// schemaError keeps a validation message to where and why, without the
+// schema and value dumps kin-openapi adds by default.
+func schemaError(err *openapi3.SchemaError) string {
+	value, _ := json.Marshal(err.Value)
+	return fmt.Sprintf("at /%s: %s (value %s)", strings.Join(err.JSONPointer(), "/"), err.Reason, clip(value))
+}
+
+func clip(b []byte) string {
+	if len(b) > 2000 {
+		return string(b[:2000]) + "..."
+	}
+	return string(b)
+}
+
+// commandResult is the part of a CommandResponse the flow needs.
+type commandResult struct {
+	ID       string `json:"id"`
+	Status   string `json:"status"`
+	Revision uint64 `json:"revision"`
+	Replayed bool   `json:"replayed"`
+	Events   []struct {
+		Type string `json:"type"`
+	} `json:"events"`
+	Customer struct {
+		Check *struct {
+			Items []string `json:"items"`
+		} `json:"check"`
+		VerificationStatus string `json:"verification_status"`
+		AggregatedStatus   string `json:"aggregated_status"`
+	} `json:"customer"`
+}
+
+// TestResponsesMatchOpenAPI drives a realistic flow through a live server and
+// validates every request and every response against the document: the
+// proof that the document and the server agree.
+func TestResponsesMatchOpenAPI(t *testing.T) {
+	doc := loadOpenAPI(t)
+	s := newTestServer(t)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+
+	doc.Servers = openapi3.Servers{{URL: srv.URL}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &contractClient{t: t, base: srv.URL, http: srv.Client(), router: router, covered: map[string]int{},
+		opts: []openapi3.SchemaValidationOption{openapi3.WithStringFormatValidators(map[string]openapi3.StringFormatValidator{
+			"uuid":  openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForUUIDOfRFC9562),
+			"email": openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForEmail),
+		})}}
+
+	type obj = map[string]any
+	const (
+		alice, bob, root, eve, customer = aliceToken, bobToken, rootToken, eveToken, customerToken
+		longReason                      = "document appears to be forged"
+	)
+	unknown := uuid.NewString()
+	command := func(call apiCall) commandResult {
+		t.Helper()
+		var r commandResult
+		res := c.do(call)
+		if res.status < 300 {
+			res.decode(t, &r)
+		}
+		return r
+	}
+
+	// Operations routes, public.
+	c.do(apiCall{method: "GET", path: "/healthz", want: 200})
+	c.do(apiCall{method: "GET", path: "/readyz", want: 200})
+	c.do(apiCall{method: "GET", path: "/metrics", want: 200})
+	c.do(apiCall{method: "GET", path: "/v1/openapi.yaml", want: 200})
+
+	// Lifecycles.
+	c.do(apiCall{method: "GET", path: "/v1/lifecycles", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: "/v1/lifecycles/onboarding", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: "/v1/lifecycles/kyc-review", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: "/v1/lifecycles/no-such-lifecycle", token: alice, want: 404, wantType: "unknown-lifecycle"})
+
+	// Authentication.
+	c.do(apiCall{method: "GET", path: "/v1/customers/" + unknown, want: 401, wantType: "unauthenticated"})
+	c.do(apiCall{method: "GET", path: "/v1/customers/" + unknown, token: "not-a-known-token-at-all", want: 401, wantType: "unauthenticated"})
+
+	// Registration, with an idempotent retry.
+	registration := obj{
+		"name": obj{"first": "Ada", "last": "Lovelace"}, "id_card_number": "X1234567", "nationality": "GB",
+		"birth_date": "1990-01-02", "gender": "female", "language": "en-GB",
+		"emails": []string{"ada@example.com"}, "phones": []string{"+441234567890"},
+		"address":     obj{"country": "GB", "city": "London", "lines": []string{"1 Main St"}},
+		"person_type": "natural", "referral_code": "FRIEND1", "created_by_agent": "agent-7",
+	}
+	reg := c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: registration,
+		headers: map[string]string{"Idempotency-Key": "register-ada-1", "X-Correlation-ID": "onboarding-42"}, want: 201})
+	var first commandResult
+	reg.decode(t, &first)
+	id := first.ID
+	if loc := reg.header.Get("Location"); loc != "/v1/customers/"+id {
+		t.Errorf("Location = %q, want /v1/customers/%s", loc, id)
+	}
+	retry := c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: registration,
+		headers: map[string]string{"Idempotency-Key": "register-ada-1"}, want: 201})
+	var again commandResult
+	retry.decode(t, &again)
+	if !again.Replayed || again.ID != id || retry.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("idempotent retry: replayed=%v id=%s header=%q, want a replay of %s", again.Replayed, again.ID, retry.header.Get("Idempotent-Replayed"), id)
+	}
+	c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: registration,
+		headers: map[string]string{"If-Match": `"0"`}, want: 400, wantType: "malformed-request"})
+	c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: obj{"name": obj{"first": "A", "last": "B"}, "nickname": "x"},
+		want: 400, wantType: "malformed-request", offContract: true})
+	c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: `{"name": {"first": "A", "last": "B"}`,
+		want: 400, wantType: "malformed-request", offContract: true})
+	c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: obj{"name": obj{"first": "A", "last": "B"}, "birth_date": "2999-01-01"},
+		want: 422, wantType: "invalid-input"})
+	c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: obj{"name": obj{"first": "A", "last": "B"}, "lifecycle": "no-such-lifecycle"},
+		want: 422, wantType: "unknown-lifecycle"})
+	c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: obj{"name": obj{"first": "A", "last": "B"}, "company": "globex"},
+		want: 403, wantType: "forbidden"})
+	c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: obj{"name": obj{"first": "A", "last": "B"}, "emails": []string{"not-an-email"}},
+		want: 422, wantType: "invalid-input", offContract: true})
+
+	cust := "/v1/customers/" + id
+	got := c.do(apiCall{method: "GET", path: cust, token: alice, want: 200})
+	if got.header.Get("ETag") == "" {
+		t.Error("GET customer: no ETag")
+	}
+	c.do(apiCall{method: "GET", path: cust, token: eve, want: 404, wantType: "customer-not-found"})
+	c.do(apiCall{method: "GET", path: cust, token: customer, want: 200})
+
+	// Profile, with optimistic concurrency.
+	upd := command(apiCall{method: "PATCH", path: cust, token: alice, body: obj{"gender": "f", "language": "en",
+		"address": obj{"country": "GB", "city": "Oxford"}}, want: 200})
+	stale := c.do(apiCall{method: "PATCH", path: cust, token: alice, body: obj{"gender": "x"},
+		headers: map[string]string{"If-Match": `"0"`}, want: 412, wantType: "revision-mismatch"})
+	if want := fmt.Sprintf(`"%d"`, upd.Revision); stale.header.Get("ETag") != want {
+		t.Errorf("412: ETag %q, want %s", stale.header.Get("ETag"), want)
+	}
+	command(apiCall{method: "PATCH", path: cust, token: alice, body: obj{"phones": []string{"+441234567891"}},
+		headers: map[string]string{"If-Match": fmt.Sprintf(`"%d"`, upd.Revision), "X-Causation-ID": "ticket-9"}, want: 200})
+	c.do(apiCall{method: "PATCH", path: cust, token: alice, body: obj{"gender": "x"},
+		headers: map[string]string{"If-Match": "yesterday"}, want: 400, wantType: "malformed-request"})
+	c.do(apiCall{method: "PATCH", path: cust, token: alice, body: obj{"emails": []string{}},
+		want: 422, wantType: "invalid-input", offContract: true})
+
+	// Status changes the lifecycle refuses.
+	c.do(apiCall{method: "POST", path: cust + "/status", token: alice, body: obj{"status": "APPROVED"}, want: 409, wantType: "illegal-transition"})
+	c.do(apiCall{method: "POST", path: cust + "/status", token: alice, body: obj{"status": "REJECTED", "reason": "too short"}, want: 422, wantType: "reason-required"})
+	c.do(apiCall{method: "POST", path: cust + "/status", token: alice, body: obj{"status": "NO_SUCH_STATUS"}, want: 422, wantType: "invalid-input"})
+
+	// A document, then the review workflow with four eyes.
+	command(apiCall{method: "POST", path: cust + "/documents", token: alice, body: obj{
+		"document_id": "passport-1", "type": "PASSPORT", "number": "P1234567", "country": "GB", "expiry_date": "2035-01-31",
+		"file_digest": "sha256:" + strings.Repeat("ab", 32)}, want: 200})
+	c.do(apiCall{method: "POST", path: cust + "/documents", token: alice, body: obj{"type": "PASSPORT", "expiry_date": "31/01/2035"},
+		want: 422, wantType: "invalid-input", offContract: true})
+	command(apiCall{method: "POST", path: cust + "/transitions/submit", token: alice, body: obj{}, want: 200})
+	c.do(apiCall{method: "POST", path: cust + "/transitions/approve", token: alice, body: obj{}, want: 409, wantType: "illegal-transition"})
+	c.do(apiCall{method: "POST", path: cust + "/transitions/no_such_event", token: alice, body: obj{}, want: 422, wantType: "invalid-input"})
+	c.do(apiCall{method: "POST", path: cust + "/review/finish", token: alice, want: 409, wantType: "review-state"})
+	started := command(apiCall{method: "POST", path: cust + "/review/start", token: alice, want: 200})
+	if started.Customer.Check == nil || len(started.Customer.Check.Items) == 0 {
+		t.Fatalf("review/start: no check items in %+v", started)
+	}
+	items := started.Customer.Check.Items
+	c.do(apiCall{method: "POST", path: cust + "/review/start", token: alice, body: obj{}, want: 409, wantType: "review-state"})
+	c.do(apiCall{method: "POST", path: cust + "/review/start", token: alice, body: obj{"force": true}, want: 400, wantType: "malformed-request", offContract: true})
+	for _, it := range items[:len(items)-1] {
+		command(apiCall{method: "POST", path: cust + "/review/items", token: alice, body: obj{"item": it, "decision": "approved"}, want: 200})
+	}
+	c.do(apiCall{method: "POST", path: cust + "/review/finish", token: alice, body: obj{}, want: 409, wantType: "check-incomplete"})
+	c.do(apiCall{method: "POST", path: cust + "/review/items", token: alice, body: obj{"item": "favourite_colour", "decision": "approved"}, want: 422, wantType: "invalid-input"})
+	c.do(apiCall{method: "POST", path: cust + "/review/items", token: alice, body: obj{"item": "name", "decision": "maybe"}, want: 422, wantType: "invalid-input", offContract: true})
+	command(apiCall{method: "POST", path: cust + "/review/items", token: alice,
+		body: obj{"item": items[len(items)-1], "decision": "approved", "comment": "clear scan"}, want: 200})
+	if fin := command(apiCall{method: "POST", path: cust + "/review/finish", token: alice, want: 200}); fin.Status != "PENDING_APPROVAL" {
+		t.Errorf("review/finish: status %s, want PENDING_APPROVAL", fin.Status)
+	}
+	c.do(apiCall{method: "POST", path: cust + "/status", token: alice, body: obj{"status": "APPROVED"}, want: 409, wantType: "four-eyes"})
+	if ok := command(apiCall{method: "POST", path: cust + "/transitions/approve", token: bob, body: obj{}, want: 200}); ok.Status != "APPROVED" {
+		t.Errorf("approve: status %s, want APPROVED", ok.Status)
+	}
+	command(apiCall{method: "PATCH", path: cust + "/deactivate", token: alice, want: 200})
+	command(apiCall{method: "PATCH", path: cust + "/activate", token: alice, body: obj{"reason": "customer asked to re-enable"}, want: 200})
+
+	// Every attribute route.
+	command(apiCall{method: "PUT", path: cust + "/risk", token: alice, body: obj{"risk": "HIGH", "source": "manual review"}, want: 200})
+	command(apiCall{method: "PUT", path: cust + "/risk", token: alice, body: obj{"risk": ""}, want: 200})
+	c.do(apiCall{method: "PUT", path: cust + "/risk", token: alice, body: obj{"source": "x"}, want: 422, wantType: "invalid-input", offContract: true})
+	command(apiCall{method: "PUT", path: cust + "/aml", token: alice, body: obj{"result": true, "provider": "ComplyAdvantage", "reference": "ca-1"}, want: 200})
+	command(apiCall{method: "PUT", path: cust + "/aml", token: alice, body: obj{"result": false}, want: 200})
+	command(apiCall{method: "PUT", path: cust + "/aml", token: alice, body: obj{"result": nil}, want: 200})
+	command(apiCall{method: "PUT", path: cust + "/aml", token: alice, body: obj{"result": true}, want: 200})
+	c.do(apiCall{method: "PUT", path: cust + "/aml", token: alice, body: obj{"result": "clear"}, want: 400, wantType: "malformed-request", offContract: true})
+	command(apiCall{method: "PUT", path: cust + "/video-call-status", token: alice, body: obj{"status": "BAD QUALITY"}, want: 200})
+	c.do(apiCall{method: "PUT", path: cust + "/video-call-status", token: alice, body: obj{"status": "ON HOLD"}, want: 422, wantType: "invalid-input", offContract: true})
+	command(apiCall{method: "PUT", path: cust + "/biopay", token: alice, body: obj{"enabled": true}, want: 200})
+	c.do(apiCall{method: "PUT", path: cust + "/biopay", token: alice, body: obj{}, want: 422, wantType: "invalid-input", offContract: true})
+	command(apiCall{method: "PUT", path: cust + "/verification-level", token: alice, body: obj{"level": 3}, want: 200})
+	c.do(apiCall{method: "PUT", path: cust + "/verification-level", token: alice, body: obj{"level": 9}, want: 422, wantType: "invalid-input", offContract: true})
+	command(apiCall{method: "POST", path: cust + "/contacts/verification", token: alice, body: obj{"channel": "email", "verified": true}, want: 200})
+	if v := command(apiCall{method: "POST", path: cust + "/contacts/verification", token: alice, body: obj{"channel": "phone", "verified": true}, want: 200}); v.Customer.VerificationStatus != "identified" {
+		t.Errorf("verification_status %q, want identified", v.Customer.VerificationStatus)
+	}
+	command(apiCall{method: "POST", path: cust + "/notes", token: alice, body: obj{"text": "Called the customer; documents confirmed."}, want: 200})
+	note := apiCall{method: "POST", path: cust + "/notes", token: alice, body: obj{"text": "Retried note."}, headers: map[string]string{"Idempotency-Key": "note-1"}, want: 200}
+	command(note)
+	if r := command(note); !r.Replayed || len(r.Events) != 1 {
+		t.Errorf("idempotent note retry: replayed=%v events=%d, want a replay of one event", r.Replayed, len(r.Events))
+	}
+	c.do(apiCall{method: "POST", path: cust + "/notes", token: alice, body: obj{"text": "x"}, headers: map[string]string{"Idempotency-Key": "has space"},
+		want: 400, wantType: "malformed-request", offContract: true})
+	c.do(apiCall{method: "POST", path: cust + "/notes", token: alice, body: "", want: 400, wantType: "malformed-request", offContract: true})
+	c.do(apiCall{method: "POST", path: cust + "/notes", token: alice, body: obj{"text": strings.Repeat("x", httpapi.MaxBodyBytes)},
+		want: 413, wantType: "body-too-large", offContract: true})
+	command(apiCall{method: "POST", path: cust + "/tags", token: alice, body: obj{"add": []string{"vip", "pep"}}, want: 200})
+	command(apiCall{method: "POST", path: cust + "/tags", token: alice, body: obj{"add": []string{"reviewed"}, "remove": []string{"pep"}}, want: 200})
+	c.do(apiCall{method: "POST", path: cust + "/tags", token: alice, body: obj{"add": []string{"x"}, "remove": []string{"x"}}, want: 422, wantType: "invalid-input"})
+	command(apiCall{method: "POST", path: cust + "/steps", token: alice, body: obj{"step": "liveness", "result": "passed", "details": obj{"score": 0.98}}, want: 200})
+	command(apiCall{method: "POST", path: cust + "/steps", token: alice, body: obj{"step": "sanctions", "result": "pending"}, want: 200})
+	command(apiCall{method: "PUT", path: cust + "/ai-summary", token: alice, body: obj{"summary": "Low-risk retail customer; documents consistent.", "model": "summariser-1"}, want: 200})
+	command(apiCall{method: "PUT", path: cust + "/services", token: alice, body: obj{"active_services": []string{"aml", "video_kyc"}}, want: 200})
+	c.do(apiCall{method: "PUT", path: cust + "/services", token: alice, body: obj{"active_services": []string{"crypto"}}, want: 422, wantType: "invalid-input", offContract: true})
+	command(apiCall{method: "PUT", path: cust + "/access", token: alice, body: obj{"access_roles": []string{"customer"}, "access_groups": []string{"retail"}}, want: 200})
+	command(apiCall{method: "PUT", path: cust + "/access", token: alice, body: obj{}, want: 200})
+	c.do(apiCall{method: "GET", path: cust, token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: cust, token: customer, want: 200})
+
+	// Resubmission, rejection, blacklisting and its lifting.
+	reg2 := command(apiCall{method: "POST", path: "/v1/customers", token: alice, body: obj{"name": obj{"first": "Charles", "last": "Babbage"},
+		"tags": []string{"referral"}, "access_roles": []string{"customer"}, "active_services": []string{"aml"}}, want: 201})
+	cust2 := "/v1/customers/" + reg2.ID
+	command(apiCall{method: "POST", path: cust2 + "/transitions/submit", token: alice, body: obj{}, want: 200})
+	command(apiCall{method: "POST", path: cust2 + "/review/start", token: alice, body: obj{}, want: 200})
+	if r := command(apiCall{method: "POST", path: cust2 + "/review/resubmission", token: alice,
+		body: obj{"items": []string{"name"}, "comment": "the name does not match the document"}, want: 200}); r.Status != "PENDING_UPLOAD" {
+		t.Errorf("review/resubmission: status %s, want PENDING_UPLOAD", r.Status)
+	}
+	c.do(apiCall{method: "POST", path: cust2 + "/review/resubmission", token: alice, body: obj{"items": []string{}}, want: 422, wantType: "invalid-input", offContract: true})
+	command(apiCall{method: "POST", path: cust2 + "/resubmission", token: alice, body: obj{}, want: 200})
+	c.do(apiCall{method: "POST", path: cust2 + "/resubmission", token: alice, body: obj{"items": []string{"name"}}, want: 409, wantType: "review-state"})
+	c.do(apiCall{method: "POST", path: cust2 + "/review/reject", token: alice, body: obj{"reason": longReason, "reject_type": "RETRY"}, want: 409, wantType: "review-state"})
+	command(apiCall{method: "POST", path: cust2 + "/review/start", token: alice, want: 200})
+	c.do(apiCall{method: "POST", path: cust2 + "/review/reject", token: alice, body: obj{"reason": "forged", "reject_type": "FINAL"}, want: 422, wantType: "reason-required"})
+	if r := command(apiCall{method: "POST", path: cust2 + "/review/reject", token: alice, body: obj{"reason": longReason,
+		"labels": []string{"forgery"}, "reject_type": "FINAL", "client_comment": "Please contact support."}, want: 200}); r.Status != "REJECTED" {
+		t.Errorf("review/reject: status %s, want REJECTED", r.Status)
+	}
+	c.do(apiCall{method: "POST", path: cust2 + "/transitions/reopen", token: alice, body: obj{"reason": "customer sent a new passport"}, want: 409, wantType: "final-rejection"})
+	command(apiCall{method: "POST", path: cust2 + "/status", token: alice, body: obj{"status": "BLACKLISTED", "reason": "sanctions screening hit", "labels": []string{"sanctions"}}, want: 200})
+	c.do(apiCall{method: "POST", path: cust2 + "/transitions/lift_blacklist", token: alice, body: obj{"reason": "false positive confirmed"}, want: 403, wantType: "forbidden"})
+	command(apiCall{method: "POST", path: cust2 + "/transitions/lift_blacklist", token: root, body: obj{"reason": "false positive confirmed"}, want: 200})
+	c.do(apiCall{method: "GET", path: cust2, token: alice, want: 200})
+
+	// Onboarding: activate / deactivate as PATCH endpoints (seed 004).
+	reg3 := command(apiCall{method: "POST", path: "/v1/customers", token: alice, body: obj{"lifecycle": "onboarding",
+		"name": obj{"first": "Grace", "last": "Hopper"}, "nationality": "US", "id_card_number": "123-45-6789", "birth_date": "1986-12-09"}, want: 201})
+	cust3 := "/v1/customers/" + reg3.ID
+	c.do(apiCall{method: "PATCH", path: cust3 + "/deactivate", token: alice, want: 409, wantType: "illegal-transition"})
+	for _, ev := range []string{"verify_challenge", "pass_screening", "complete_verification"} {
+		command(apiCall{method: "POST", path: cust3 + "/transitions/" + ev, token: alice, body: obj{}, want: 200})
+	}
+	c.do(apiCall{method: "PATCH", path: cust3 + "/activate", token: alice, want: 409, wantType: "illegal-transition"})
+	if r := command(apiCall{method: "PATCH", path: cust3 + "/deactivate", token: alice, want: 200}); r.Status != "inactive" {
+		t.Errorf("deactivate: status %s, want inactive", r.Status)
+	}
+	if r := command(apiCall{method: "PATCH", path: cust3 + "/activate", token: alice, body: obj{}, want: 200}); r.Status != "active" {
+		t.Errorf("activate: status %s, want active", r.Status)
+	}
+	c.do(apiCall{method: "PATCH", path: cust3 + "/activate", token: alice, body: obj{"when": "now"}, want: 400, wantType: "malformed-request", offContract: true})
+	command(apiCall{method: "POST", path: cust3 + "/status", token: alice, body: obj{"status": "rejected", "reason": "evidence of illicit activity"}, want: 200})
+	c.do(apiCall{method: "POST", path: "/v1/customers", token: alice, body: obj{"lifecycle": "onboarding",
+		"name": obj{"first": "Grace", "last": "Hopper"}, "nationality": "US", "id_card_number": "123 45 6789"}, want: 409, wantType: "identity-rejected"})
+	c.do(apiCall{method: "GET", path: cust3, token: alice, want: 200})
+
+	// Audit: events and time travel.
+	c.do(apiCall{method: "GET", path: cust + "/events", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: cust2 + "/events", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: cust + "/state?revision=0", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: cust + "/state?revision=5", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: cust + "/state", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: cust + "/state?at=" + time.Now().UTC().Format(time.RFC3339Nano), token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: cust + "/state?at=2000-01-01T00:00:00Z", token: alice, want: 404, wantType: "customer-not-found"})
+	c.do(apiCall{method: "GET", path: cust + "/state?revision=0&at=2000-01-01T00:00:00Z", token: alice, want: 400, wantType: "malformed-request"})
+	c.do(apiCall{method: "GET", path: cust + "/state?revision=latest", token: alice, want: 400, wantType: "malformed-request", offContract: true})
+	c.do(apiCall{method: "GET", path: cust + "/state?version=1", token: alice, want: 400, wantType: "malformed-request"})
+
+	// Unknown customers.
+	c.do(apiCall{method: "GET", path: "/v1/customers/" + unknown, token: alice, want: 404, wantType: "customer-not-found"})
+	c.do(apiCall{method: "GET", path: "/v1/customers/" + unknown + "/events", token: alice, want: 404, wantType: "customer-not-found"})
+	c.do(apiCall{method: "GET", path: "/v1/customers/" + unknown + "/state", token: alice, want: 404, wantType: "customer-not-found"})
+	c.do(apiCall{method: "POST", path: "/v1/customers/" + unknown + "/notes", token: alice, body: obj{"text": "hello"}, want: 404, wantType: "customer-not-found"})
+	c.do(apiCall{method: "POST", path: "/v1/customers/" + unknown + "/review/start", token: alice, want: 404, wantType: "customer-not-found"})
+
+	// Every documented operation must have been exercised.
+	var missed []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			if c.covered[method+" "+path] == 0 {
+				missed = append(missed, method+" "+path)
+			}
+		}
+	}
+	slices.Sort(missed)
+	if len(missed) > 0 {
+		t.Errorf("operations the flow never exercised:\n  %s", strings.Join(missed, "\n  "))
+	}
+}
