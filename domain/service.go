@@ -418,8 +418,8 @@ func (s *Service) append(ctx context.Context, stream string, expected ExpectedRe
 		return nil, err
 	}
 	first := res.LastRevision + 1 - uint64(len(data))
-	// The store assigned positions and hashes; read back what it holds so
-	// the caller sees exactly the stored envelopes.
+	// The store assigned positions and hashes but did not hand them back:
+	// read what it holds so the caller sees exactly the stored envelopes.
 	return s.store.ReadStream(ctx, stream, Forwards, first, len(data))
 }
 

@@ -52,7 +52,25 @@ type server struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	base string
-	logs *bytes.Buffer
+	logs *syncBuffer
+}
+
+// syncBuffer collects a child process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -79,7 +97,7 @@ func writeKeys(t *testing.T, dir string) string {
 func startServer(t *testing.T, dataDir, keys string) *server {
 	t.Helper()
 	addr := freeAddr(t)
-	s := &server{t: t, base: "http://" + addr, logs: &bytes.Buffer{}}
+	s := &server{t: t, base: "http://" + addr, logs: &syncBuffer{}}
 	s.cmd = exec.Command(kycBinary, "serve", "--addr", addr, "--data", dataDir, "--keys", keys)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
@@ -349,7 +367,7 @@ func TestFirstStartWritesSuperuserToken(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	addr := freeAddr(t)
-	logs := &bytes.Buffer{}
+	logs := &syncBuffer{}
 	cmd := exec.Command(kycBinary, "serve", "--addr", addr, "--data", data)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

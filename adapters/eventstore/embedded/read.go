@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,25 +18,46 @@ import (
 const eventColumns = `position, id, stream, revision, type, schema_version, occurred_at, recorded_at,
 	actor_kind, actor_id, actor_company, correlation_id, causation_id, idempotency_key, data, personal, prev_hash, hash`
 
+// indexedColumns are eventColumns read through stream_index. The revision
+// comes from stream_index so that SQLite sees the rows come in revision
+// order and stops at the limit instead of sorting the whole stream.
+const indexedColumns = `e.position, e.id, e.stream, si.revision AS revision, e.type, e.schema_version, e.occurred_at, e.recorded_at,
+	e.actor_kind, e.actor_id, e.actor_company, e.correlation_id, e.causation_id, e.idempotency_key, e.data, e.personal, e.prev_hash, e.hash`
+
+// indexedEvents selects a stream's events in stream_index with revisions
+// matching cond (?2 is the bound revision, ?3 the limit, ?4 the highest
+// position the reader may see). A writing process's readers combine it with
+// the writer's tailIndex.
+func indexedEvents(cond, order string) string {
+	return `SELECT ` + indexedColumns + ` FROM streams s
+		JOIN stream_index si ON si.stream_id = s.id JOIN events e ON e.position = si.position
+		WHERE s.name = ?1 AND si.revision ` + cond + ` ?2 AND si.position <= ?4
+	ORDER BY si.revision ` + order + ` LIMIT ?3`
+}
+
 // streamEvents selects a stream's events with revisions matching cond
 // (?2 is the bound revision), from stream_index and from the log tail that is
 // not indexed yet, in one statement and so in one snapshot. ?4 is the highest
 // position the reader may see.
 func streamEvents(cond, order string) string {
-	return `SELECT ` + eventColumns + ` FROM (
-		SELECT e.* FROM streams s JOIN stream_index si ON si.stream_id = s.id JOIN events e ON e.position = si.position
+	return `SELECT ` + indexedColumns + ` FROM streams s
+		JOIN stream_index si ON si.stream_id = s.id JOIN events e ON e.position = si.position
 		WHERE s.name = ?1 AND si.revision ` + cond + ` ?2 AND si.position <= ?4
-		UNION ALL
-		SELECT * FROM events
+	UNION ALL
+	SELECT ` + eventColumns + ` FROM events
 		WHERE position > (SELECT indexed_through FROM stream_index_state) AND position <= ?4
 			AND stream = ?1 AND revision ` + cond + ` ?2
-	) ORDER BY revision ` + order + ` LIMIT ?3`
+	ORDER BY revision ` + order + ` LIMIT ?3`
 }
 
 // readStmts are prepared once on the read pool; database/sql prepares each
 // on a connection the first time it runs there.
 type readStmts struct {
-	all, forwards, backwards, exists, byIdemKey *sql.Stmt
+	all, byIdemKey *sql.Stmt
+	// For readers of a writing process, with tailIndex.
+	idxForwards, idxBackwards, idxExists *sql.Stmt
+	// For read-only processes, which scan the log tail.
+	forwards, backwards, exists *sql.Stmt
 }
 
 func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -52,12 +74,15 @@ func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 	prep(&r.exists, `SELECT EXISTS (SELECT 1 FROM streams s JOIN stream_index si ON si.stream_id = s.id WHERE s.name = ?1 AND si.position <= ?2)
 		OR EXISTS (SELECT 1 FROM events WHERE position > (SELECT indexed_through FROM stream_index_state) AND position <= ?2 AND stream = ?1)`)
 	prep(&r.byIdemKey, "SELECT "+eventColumns+" FROM events WHERE idempotency_key = ? AND position <= ? ORDER BY position")
+	prep(&r.idxForwards, indexedEvents(">=", "ASC"))
+	prep(&r.idxBackwards, indexedEvents("<=", "DESC"))
+	prep(&r.idxExists, "SELECT EXISTS (SELECT 1 FROM streams s JOIN stream_index si ON si.stream_id = s.id WHERE s.name = ?1 AND si.position <= ?2)")
 	return err
 }
 
 func (r *readStmts) close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{r.all, r.forwards, r.backwards, r.exists, r.byIdemKey} {
+	for _, st := range []*sql.Stmt{r.all, r.byIdemKey, r.idxForwards, r.idxBackwards, r.idxExists, r.forwards, r.backwards, r.exists} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -83,6 +108,13 @@ func clampRevision(rev uint64) int64 {
 
 // ReadStream implements domain.EventStore.
 func (s *Store) ReadStream(ctx context.Context, stream string, dir domain.Direction, from uint64, limit int) ([]domain.RecordedEvent, error) {
+	if !s.readOnly {
+		events, err := s.readStream(ctx, stream, dir, from, limit)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: read stream %s: %w", stream, err)
+		}
+		return events, nil
+	}
 	st := s.rd.forwards
 	if dir == domain.Backwards {
 		st = s.rd.backwards
@@ -215,4 +247,118 @@ func scanEvent(rows *sql.Rows) (domain.RecordedEvent, error) {
 		e.Personal = personal
 	}
 	return e, nil
+}
+
+// readStream reads a stream in a writing process: the older part through
+// stream_index, the newest part from the writer's tailIndex.
+func (s *Store) readStream(ctx context.Context, stream string, dir domain.Direction, from uint64, limit int) ([]domain.RecordedEvent, error) {
+	visible := s.visible()
+	if dir == domain.Backwards {
+		return s.readBackwards(ctx, stream, from, limit, visible)
+	}
+	hi := uint64(math.MaxUint64)
+	if limit > 0 && from <= math.MaxUint64-uint64(limit) {
+		hi = from + uint64(limit) - 1
+	}
+	// tailIndex first, stream_index second (see tailIndex).
+	tail, first, inTail := s.tail.span(nil, stream, from, hi, 0, visible)
+	if inTail && from >= first {
+		// All that is asked for is in memory: the service's common
+		// "anything after the revision I have cached" needs no SQL.
+		return s.fetchTail(ctx, tail, false)
+	}
+	events, err := s.query(ctx, s.rd.idxForwards, stream, clampRevision(from), sqlLimit(limit), visible)
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && len(events) >= limit {
+		return events, nil
+	}
+	// What the index returned may have been indexed since tailIndex was
+	// looked at; those are dropped from the tail.
+	next := from
+	if len(events) > 0 {
+		next = events[len(events)-1].Revision + 1
+	}
+	i := 0
+	for i < len(tail) && tail[i].revision < next {
+		i++
+	}
+	tail = tail[i:]
+	if limit > 0 && len(tail) > limit-len(events) {
+		tail = tail[:limit-len(events)]
+	}
+	more, err := s.fetchTail(ctx, tail, false)
+	if err != nil {
+		return nil, err
+	}
+	events = append(events, more...)
+	if len(events) == 0 && !inTail {
+		return nil, s.checkExists(ctx, stream, visible)
+	}
+	return events, nil
+}
+
+func (s *Store) readBackwards(ctx context.Context, stream string, from uint64, limit int, visible int64) ([]domain.RecordedEvent, error) {
+	// Newest first: the part in memory, then stream_index below it.
+	tail, first, inTail := s.tail.span(nil, stream, 0, from, limit, visible)
+	events, err := s.fetchTail(ctx, tail, true)
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && len(events) >= limit {
+		return events, nil
+	}
+	below := from
+	if inTail {
+		if first == 0 {
+			return events, nil // memory holds the stream from its start
+		}
+		below = min(below, first-1)
+	}
+	remaining := limit
+	if limit > 0 {
+		remaining = limit - len(events)
+	}
+	older, err := s.query(ctx, s.rd.idxBackwards, stream, clampRevision(below), sqlLimit(remaining), visible)
+	if err != nil {
+		return nil, err
+	}
+	events = append(events, older...)
+	if len(events) == 0 && !inTail {
+		return nil, s.checkExists(ctx, stream, visible)
+	}
+	return events, nil
+}
+
+// checkExists returns domain.ErrStreamNotFound when stream_index has no
+// event of the stream a reader may see.
+func (s *Store) checkExists(ctx context.Context, stream string, visible int64) error {
+	var exists bool
+	if err := s.rd.idxExists.QueryRowContext(ctx, stream, visible).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return domain.ErrStreamNotFound
+	}
+	return nil
+}
+
+// fetchTail returns copies of the entries' events, newest first when
+// backwards.
+func (s *Store) fetchTail(ctx context.Context, entries []tailEntry, backwards bool) ([]domain.RecordedEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	events := make([]domain.RecordedEvent, len(entries))
+	for i, e := range entries {
+		events[i] = e.copyEvent()
+	}
+	if backwards {
+		slices.Reverse(events)
+	}
+	return events, nil
 }

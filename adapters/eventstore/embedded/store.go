@@ -2,10 +2,26 @@
 // reached through the pure-Go driver modernc.org/sqlite.
 //
 // One process writes a file at a time (a lock file next to it says which);
-// inside it a single goroutine writes, committing every append that queued
-// while the previous commit was being synced in one transaction (group
-// commit), so many concurrent appends share one fsync. Any number of
-// processes may read the file at the same time through OpenReadOnly.
+// inside it a single goroutine writes, and every append that arrives while
+// the previous commit is being synced to disk goes into the next transaction
+// (group commit), so many concurrent appends share one commit and one fsync.
+// Any number of processes may read the file at the same time through
+// OpenReadOnly.
+//
+// Where the time goes, and what is done about it:
+//   - fsync: the writer commits without syncing and a second goroutine syncs
+//     the WAL before any append of the commit is acknowledged (syncer.go),
+//     so the writer builds the next transaction meanwhile.
+//   - index pages: an index on (stream, revision) would make every commit
+//     write one page per stream it touched; the log tail is indexed in bulk
+//     instead (stream_index in the migration, tail.go for reading the part
+//     not indexed yet).
+//   - chain hashes: Append computes them on the caller's goroutine from the
+//     last committed head it knows of (hints.go); the writer checks the
+//     guess and hashes again only when it was wrong.
+//   - reads of new events: the writer keeps the newest events in memory for
+//     this process's readers (tail.go), since reading them back from the WAL
+//     costs system calls.
 package embedded
 
 import (
@@ -42,8 +58,9 @@ var (
 	ErrSchemaVersion = errors.New("event store schema version mismatch")
 )
 
-// Observer learns about each group commit, for metrics. It is called on the
-// writer goroutine after the commit is durable, so it must return quickly.
+// Observer learns about each group commit, for metrics. It is called once
+// the commit is durable, from the goroutine that answers the appends, so it
+// must return quickly.
 type Observer interface {
 	// BatchCommitted reports one transaction: how many Append calls it
 	// answered, how many events it wrote and how long it took from begin to
@@ -64,6 +81,11 @@ type config struct {
 	// into stream_index; tests shrink them to exercise reads of the tail.
 	indexEvery    int
 	indexWhenIdle bool
+	// syncWAL makes the WAL durable; tests replace it to make it fail.
+	syncWAL func(*os.File) error
+	// keepIndexed is how many indexed events tailIndex keeps; tests set 0
+	// to make readers use stream_index.
+	keepIndexed int
 }
 
 // WithObserver reports every group commit to o.
@@ -102,6 +124,7 @@ type Store struct {
 
 	notifier catchup.Notifier
 	hints    headHints
+	tail     tailIndex
 	// closing ends subscriptions when the store closes.
 	closing     context.Context
 	stopClosing context.CancelFunc
@@ -135,6 +158,8 @@ func buildConfig(opts []Option) config {
 		readConns:     max(4, runtime.GOMAXPROCS(0)),
 		indexEvery:    defaultIndexEvery,
 		indexWhenIdle: true,
+		syncWAL:       syncData,
+		keepIndexed:   defaultKeepIndexed,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -280,6 +305,7 @@ func OpenReadOnly(ctx context.Context, path string, opts ...Option) (_ *Store, e
 
 func newStore(path string, readOnly bool, opts []Option) *Store {
 	s := &Store{path: path, readOnly: readOnly, cfg: buildConfig(opts)}
+	s.tail.keep = s.cfg.keepIndexed
 	s.closing, s.stopClosing = context.WithCancel(context.Background())
 	s.reqPool.New = func() any { return &appendReq{resp: make(chan appendResp, 1), vals: make([]driver.Value, 0, numCols)} }
 	return s
@@ -311,7 +337,8 @@ func openDB(path, mode string, pragmas []string, immediate bool) (*sql.DB, error
 	if mode != "" {
 		q.Set("mode", mode)
 	}
-	// Order matters: page_size only takes effect before WAL is switched on.
+	// In order: busy_timeout first, so that switching to WAL waits for a
+	// reader of another process instead of failing.
 	for _, p := range pragmas {
 		q.Add("_pragma", p)
 	}

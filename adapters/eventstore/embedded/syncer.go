@@ -13,8 +13,8 @@ import (
 // the one writer connection would sit idle through every fsync. Instead the
 // writer commits with synchronous=NORMAL, which writes the WAL without syncing
 // it (SQLite still syncs around checkpoints and when it starts the WAL over),
-// and hands each committed batch to the syncer. The syncer fsyncs the WAL file
-// once for everything committed so far, and only then answers the batch's
+// and hands each committed batch to the syncer. The syncer syncs the WAL file
+// (fdatasync, as SQLite would) once for everything committed so far, and only then answers the batch's
 // appends, advances the durable position and wakes subscriptions; meanwhile
 // the writer already builds the next batch. An append is therefore
 // acknowledged only once it is on disk, as with FULL, and this process's
@@ -29,13 +29,17 @@ type commitRecord struct {
 	start   time.Time
 }
 
-// syncLoop answers committed batches once they are durable. It ends when in
-// is closed and drained.
+// syncLoop makes committed transactions durable and passes them on to be
+// answered. It ends when in is closed and drained, and closes done once every
+// append has its answer.
 func (s *Store) syncLoop(in <-chan *commitRecord, synced chan<- struct{}, done chan<- struct{}) {
-	defer close(done)
-	var group []*commitRecord
+	// Answering wakes one goroutine per append, which takes long enough to
+	// delay the next sync; another goroutine does it.
+	answers := make(chan syncedGroup, maxBatch)
+	go s.answerLoop(answers, done)
+	defer close(answers)
 	for rec := range in {
-		group = append(group[:0], rec)
+		group := []*commitRecord{rec}
 	drain:
 		for {
 			select {
@@ -51,16 +55,7 @@ func (s *Store) syncLoop(in <-chan *commitRecord, synced chan<- struct{}, done c
 		written := group[len(group)-1].written
 		err := s.fatalErr()
 		if err == nil && written > s.durable.Load() {
-			t0 := time.Now()
-			var serr error
-			if os.Getenv("EXP_FDATA") != "" {
-				serr = syncData(s.wal)
-			} else {
-				serr = s.wal.Sync()
-			}
-			ExpSync += time.Since(t0)
-			ExpSyncs++
-			if serr != nil {
+			if serr := s.cfg.syncWAL(s.wal); serr != nil {
 				// After a failed fsync the kernel may have dropped the dirty
 				// pages; nothing written since the last good sync can be
 				// trusted, so the store stops writing.
@@ -68,10 +63,9 @@ func (s *Store) syncLoop(in <-chan *commitRecord, synced chan<- struct{}, done c
 				s.setFatal(err)
 			}
 		}
-		// The writer may commit its next transaction now, before anyone
-		// is answered: it is the critical path. The buffer holds the one
-		// signal it waits for; after the writer is gone nobody reads it,
-		// and the signal is dropped.
+		// The writer may commit its next transaction now: it is the
+		// critical path. The buffer holds the one signal it waits for;
+		// after the writer is gone nobody reads it, and it is dropped.
 		select {
 		case synced <- struct{}{}:
 		default:
@@ -80,18 +74,30 @@ func (s *Store) syncLoop(in <-chan *commitRecord, synced chan<- struct{}, done c
 			s.durable.Store(written)
 			s.notifier.Broadcast()
 		}
-		for i, r := range group {
+		answers <- syncedGroup{records: group, err: err}
+	}
+}
+
+// syncedGroup is transactions whose sync ended, with err when it failed.
+type syncedGroup struct {
+	records []*commitRecord
+	err     error
+}
+
+func (s *Store) answerLoop(in <-chan syncedGroup, done chan<- struct{}) {
+	defer close(done)
+	for g := range in {
+		for _, r := range g.records {
 			for j, req := range r.reqs {
 				a := r.answers[j]
-				if err != nil && a.err == nil {
-					a = appendResp{err: err}
+				if g.err != nil && a.err == nil {
+					a = appendResp{err: g.err}
 				}
 				req.resp <- a
 			}
-			if err == nil && r.events > 0 && s.cfg.observer != nil {
+			if g.err == nil && r.events > 0 && s.cfg.observer != nil {
 				s.cfg.observer.BatchCommitted(len(r.reqs), r.events, time.Since(r.start))
 			}
-			group[i] = nil
 		}
 	}
 }

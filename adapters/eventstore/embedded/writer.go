@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -32,7 +33,11 @@ type appendReq struct {
 	// when the guess is right, and hashes itself otherwise.
 	hashes []string
 	guess  streamHead
-	resp   chan appendResp // buffered: the writer never waits for a caller
+	// recorded are the events as they will be stored, prepared by the
+	// caller; the writer fills in what it assigns and hands them to
+	// tailIndex. Fresh for every append: tailIndex keeps them.
+	recorded []domain.RecordedEvent
+	resp     chan appendResp // buffered: the writer never waits for a caller
 }
 
 type appendResp struct {
@@ -41,8 +46,8 @@ type appendResp struct {
 }
 
 const insertSQL = `INSERT INTO events (id, stream, revision, type, schema_version, occurred_at, recorded_at,
-	actor_kind, actor_id, actor_company, correlation_id, causation_id, idempotency_key, data, personal, prev_hash, hash, stream_id)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	actor_kind, actor_id, actor_company, correlation_id, causation_id, idempotency_key, data, personal, prev_hash, hash)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // Parameter slots of insertSQL.
 const (
@@ -63,7 +68,6 @@ const (
 	colPersonal
 	colPrevHash
 	colHash
-	colStreamID
 	numCols
 )
 
@@ -86,6 +90,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	req := s.reqPool.Get().(*appendReq)
 	req.ctx, req.stream, req.expected, req.events = ctx, stream, expected, events
 	req.vals = encodeEvents(req.vals[:0], events)
+	req.recorded = prepareRecorded(stream, events)
 	req.hashes = s.hints.precompute(req.hashes[:0], &req.guess, stream, expected, events)
 
 	s.mu.RLock()
@@ -114,6 +119,25 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	}
 }
 
+// prepareRecorded copies the events into what readers get back, in the form
+// they would get from the database.
+func prepareRecorded(stream string, events []domain.EventData) []domain.RecordedEvent {
+	out := make([]domain.RecordedEvent, len(events))
+	for i, e := range events {
+		e.OccurredAt = time.Unix(0, e.OccurredAt.UnixNano()).UTC()
+		e.Data = bytes.Clone(e.Data)
+		if len(e.Data) == 0 {
+			e.Data = []byte{}
+		}
+		e.Personal = bytes.Clone(e.Personal)
+		if len(e.Personal) == 0 {
+			e.Personal = nil
+		}
+		out[i] = domain.RecordedEvent{EventData: e, Stream: stream}
+	}
+	return out
+}
+
 func encodeEvents(vals []driver.Value, events []domain.EventData) []driver.Value {
 	for i := range events {
 		e := &events[i]
@@ -127,7 +151,7 @@ func encodeEvents(vals []driver.Value, events []domain.EventData) []driver.Value
 		vals = append(vals,
 			e.ID.String(), nil, nil, e.Type, int64(e.SchemaVersion), e.OccurredAt.UnixNano(), nil,
 			string(e.Actor.Kind), e.Actor.ID, e.Actor.Company, e.CorrelationID, e.CausationID, idem,
-			string(e.Data), personal, nil, nil, nil)
+			string(e.Data), personal, nil, nil)
 	}
 	return vals
 }
@@ -213,11 +237,12 @@ type writer struct {
 	// pending holds the heads the open transaction moved.
 	pending map[string]streamHead
 
-	batch      []*appendReq
-	answers    []appendResp
-	args       []driver.NamedValue
-	dest       []driver.Value
-	recordedAt driver.Value
+	batch        []*appendReq
+	answers      []appendResp
+	args         []driver.NamedValue
+	dest         []driver.Value
+	recordedAt   driver.Value
+	recordedTime time.Time
 	// written is the highest position committed.
 	written int64
 	// committed takes each committed transaction to the syncer, which
@@ -228,6 +253,10 @@ type writer struct {
 	syncBusy  bool
 	fatal     func() error
 	hints     *headHints
+	// tail is shared with readers; txTail is what the open transaction
+	// will add to it.
+	tail   *tailIndex
+	txTail []tailEvent
 
 	inTx      bool
 	txStart   time.Time
@@ -250,6 +279,7 @@ func newWriter(ctx context.Context, s *Store, committed chan<- *commitRecord, sy
 		synced:        synced,
 		fatal:         s.fatalErr,
 		hints:         &s.hints,
+		tail:          &s.tail,
 		conn:          conn,
 		ready:         make(chan error, 1),
 		heads:         make(map[string]streamHead),
@@ -294,7 +324,8 @@ func (w *writer) prepare(dc any) error {
 	prep(&w.insertStream, "INSERT INTO streams (name) VALUES (?)")
 	prep(&w.lookupByID, "SELECT stream, revision, position FROM events WHERE id = ?")
 	prep(&w.indexTail, `INSERT INTO stream_index (stream_id, revision, position)
-		SELECT stream_id, revision, position FROM events WHERE position > (SELECT indexed_through FROM stream_index_state)`)
+		SELECT s.id, e.revision, e.position FROM events e JOIN streams s ON s.name = e.stream
+		WHERE e.position > (SELECT indexed_through FROM stream_index_state)`)
 	prep(&w.setIndexed, "UPDATE stream_index_state SET indexed_through = (SELECT ifnull(max(position), 0) FROM events)")
 	prep(&w.indexState, `SELECT m, m - indexed_through FROM stream_index_state,
 		(SELECT ifnull(max(position), 0) AS m FROM events)`)
@@ -399,7 +430,6 @@ func (w *writer) loop(reqs <-chan *appendReq) {
 			idle.Reset(idleIndexDelay)
 			wake = idle.C
 		}
-		t1 := time.Now()
 		select {
 		case r, ok := <-in:
 			if !ok {
@@ -408,7 +438,6 @@ func (w *writer) loop(reqs <-chan *appendReq) {
 			}
 			w.add(r)
 		case <-synced:
-			ExpWaitSync += time.Since(t1)
 			w.syncBusy = false
 		case <-wake:
 			_ = w.indexOnly()
@@ -461,7 +490,10 @@ func (w *writer) beginTx() error {
 	w.txStart = time.Now()
 	w.txEvents = 0
 	w.txWritten = w.written
-	w.recordedAt = w.clock().UnixNano()
+	w.txTail = w.txTail[:0]
+	now := w.clock().UnixNano()
+	w.recordedAt = now
+	w.recordedTime = time.Unix(0, now).UTC()
 	w.batch = w.batch[:0]
 	w.answers = w.answers[:0]
 	clear(w.pending)
@@ -498,6 +530,7 @@ func (w *writer) abortTx(err error, extra ...*appendReq) {
 	_, _ = w.exec(w.rollback, nil)
 	w.inTx = false
 	w.written = w.txWritten
+	w.txTail = w.txTail[:0]
 	clear(w.pending)
 	for _, r := range append(w.batch, extra...) {
 		r.resp <- appendResp{err: err}
@@ -533,21 +566,24 @@ func (w *writer) commitTx(index bool) error {
 			}
 		}
 	}
-	t0 := time.Now()
 	if _, err := w.exec(w.commit, nil); err != nil {
 		err = fmt.Errorf("embedded: commit: %w", err)
 		w.abortTx(err)
 		return err
 	}
 	w.inTx = false
-	ExpCommit += time.Since(t0)
-	ExpCommits++
-	ExpReqs += len(w.batch)
 
 	for k, h := range w.pending {
 		w.tailHeads[k] = h
 	}
 	w.hints.update(w.pending)
+	// The tail index learns of the commit before the syncer does, so
+	// nothing becomes visible to readers without being in it.
+	w.tail.add(w.txTail)
+	if indexing {
+		w.tail.markIndexed(w.written)
+	}
+	w.txTail = w.txTail[:0]
 	w.tailEvents = tail
 	if indexing {
 		if len(w.heads)+len(w.tailHeads) > maxCachedHeads {
@@ -632,6 +668,7 @@ func (w *writer) apply(r *appendReq) (domain.AppendResult, int, error) {
 	// several statements (several events, or a new stream's row first)
 	// needs a savepoint to be all-or-nothing.
 	multi := len(r.events) > 1 || !h.exists
+	useGuess := len(r.hashes) == len(r.events) && r.guess == h
 	if multi {
 		if _, err := w.exec(w.savepoint, nil); err != nil {
 			return domain.AppendResult{}, 0, errAbort{err}
@@ -648,6 +685,7 @@ func (w *writer) apply(r *appendReq) (domain.AppendResult, int, error) {
 	}
 	next := h
 	written := w.written
+	tailLen := len(w.txTail)
 	var res domain.AppendResult
 	for i := range r.events {
 		rev := uint64(0)
@@ -655,13 +693,14 @@ func (w *writer) apply(r *appendReq) (domain.AppendResult, int, error) {
 			rev = next.last + 1
 		}
 		var hash string
-		if len(r.hashes) == len(r.events) && r.guess == h {
+		if useGuess {
 			hash = r.hashes[i]
 		} else {
 			hash = domain.ChainHash(next.hash, r.stream, rev, r.events[i])
 		}
-		pos, err := w.insertEvent(r, i, h.id, rev, next.hash, hash)
+		pos, err := w.insertEvent(r, i, rev, next.hash, hash)
 		if err != nil {
+			w.txTail = w.txTail[:tailLen]
 			if multi {
 				if _, rerr := w.exec(w.rollTo, nil); rerr != nil {
 					return domain.AppendResult{}, 0, errAbort{rerr}
@@ -681,6 +720,13 @@ func (w *writer) apply(r *appendReq) (domain.AppendResult, int, error) {
 			}
 			return domain.AppendResult{}, 0, errAbort{fmt.Errorf("insert: %w", err)}
 		}
+		rec := &r.recorded[i]
+		rec.Revision = rev
+		rec.Position = domain.Position{Commit: uint64(pos), Prepare: uint64(pos)}
+		rec.RecordedAt = w.recordedTime
+		rec.PrevHash = next.hash
+		rec.Hash = hash
+		w.txTail = append(w.txTail, tailEvent{stream: r.stream, tailEntry: tailEntry{revision: rev, position: pos, event: rec}})
 		next = streamHead{id: h.id, last: rev, hash: hash, exists: true}
 		written = pos
 		res = domain.AppendResult{LastRevision: rev, Position: domain.Position{Commit: uint64(pos), Prepare: uint64(pos)}}
@@ -695,10 +741,9 @@ func (w *writer) apply(r *appendReq) (domain.AppendResult, int, error) {
 	return res, len(r.events), nil
 }
 
-func (w *writer) insertEvent(r *appendReq, i int, streamID int64, rev uint64, prevHash, hash string) (int64, error) {
+func (w *writer) insertEvent(r *appendReq, i int, rev uint64, prevHash, hash string) (int64, error) {
 	vals := r.vals[i*numCols : (i+1)*numCols]
 	vals[colStream] = r.stream
-	vals[colStreamID] = streamID
 	vals[colRevision] = int64(rev)
 	vals[colRecordedAt] = w.recordedAt
 	vals[colPrevHash] = prevHash
@@ -756,6 +801,3 @@ func (w *writer) retryResult(r *appendReq) (res domain.AppendResult, found bool,
 	}
 	return res, found, nil
 }
-
-var ExpCommit, ExpWaitSync, ExpSync time.Duration
-var ExpCommits, ExpReqs, ExpSyncs int

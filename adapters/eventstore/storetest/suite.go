@@ -784,6 +784,12 @@ func testSubscribeConcurrentWriters(t *testing.T, s domain.EventStore) {
 	}
 	checkDelivered(t, delivered, log)
 	checkStreamsInOrder(t, delivered)
+	// Writers raced on shared streams; each chain must still hold.
+	for _, stream := range streams {
+		if broken := domain.VerifyChain(mustReadStream(t, ctx, s, stream)); broken != nil {
+			t.Fatalf("chain of %s broken under concurrent appends: %+v", stream, *broken)
+		}
+	}
 }
 
 func testSubscribeCatchUpThenLive(t *testing.T, s domain.EventStore) {

@@ -1,17 +1,21 @@
 -- +goose Up
 -- Every stream's name once, so that stream_index can key on a small integer.
+-- A row is added with a stream's first event.
 CREATE TABLE streams (
     id   INTEGER PRIMARY KEY,
     name TEXT    NOT NULL UNIQUE
 );
 
 -- The global log: one row per event. position is the global order; a single
--- writer assigns it, so readers never see a gap that later fills.
+-- writer assigns it, so readers never see a gap that later fills. Events are
+-- never deleted, so no position is ever handed out twice (AUTOINCREMENT would
+-- guarantee that at a cost on every insert). id is best a UUIDv7: the unique
+-- index on it then grows at its end like the log, where random ids would
+-- make every append write a page of its own.
 CREATE TABLE events (
     position        INTEGER PRIMARY KEY,
     id              TEXT    NOT NULL UNIQUE,
     stream          TEXT    NOT NULL,
-    stream_id       INTEGER NOT NULL REFERENCES streams (id),
     revision        INTEGER NOT NULL,
     type            TEXT    NOT NULL,
     schema_version  INTEGER NOT NULL,
@@ -35,8 +39,9 @@ CREATE INDEX events_idempotency_key ON events (idempotency_key) WHERE idempotenc
 -- one page per stream per commit; instead the writer indexes the log's tail
 -- in bulk, every few hundred events and whenever it goes idle, so a commit
 -- writes mostly the pages at the end of the log. Events after
--- indexed_through are not here yet: readers find them by scanning that short
--- tail of events, in the same statement, so every read sees one snapshot.
+-- indexed_through are not here yet: the writing process's readers find them
+-- in the writer's memory, other processes by scanning that short tail of
+-- events in the same statement, so that every read sees one snapshot.
 -- The primary key still refuses a second event at a stream's revision.
 CREATE TABLE stream_index (
     stream_id INTEGER NOT NULL,
