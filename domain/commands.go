@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -777,16 +778,20 @@ func (s RecordStepResult) Decide(d Decision) ([]Event, error) {
 	checkOneOf(&errs, "result", s.Result, StepResults)
 	if len(s.Details) > 16<<10 {
 		errs.add("details", "is larger than 16 KiB")
-	} else if len(s.Details) > 0 {
-		var obj map[string]any
-		if json.Unmarshal(s.Details, &obj) != nil {
-			errs.add("details", "must be a JSON object")
-		}
+	} else if len(s.Details) > 0 && !isJSONObject(s.Details) {
+		errs.add("details", "must be a JSON object")
 	}
 	if err := errs.orNil(); err != nil {
 		return nil, err
 	}
 	return []Event{&StepResultRecorded{Step: s.Step, Result: s.Result, Details: s.Details}}, nil
+}
+
+// isJSONObject checks without building the object: step results arrive at
+// volume and their details are only stored.
+func isJSONObject(b json.RawMessage) bool {
+	trimmed := bytes.TrimLeft(b, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(b)
 }
 
 // RecordAISummary stores a generated case summary.

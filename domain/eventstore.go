@@ -193,6 +193,10 @@ type AppendResult struct {
 	// event of the original append when the call was an idempotent retry).
 	LastRevision uint64
 	Position     Position
+	// Recorded holds the appended events as stored, for stores that know
+	// them without another read; nil otherwise (and for idempotent retries).
+	// Callers must not change them.
+	Recorded []RecordedEvent
 }
 
 // Direction of a stream read.

@@ -738,6 +738,9 @@ func (w *writer) apply(r *appendReq) (domain.AppendResult, int, error) {
 	}
 	w.pending[r.stream] = next
 	w.written = written
+	// The caller gets the envelopes as stored without reading them back;
+	// they are final now (the tail index shares them, read-only).
+	res.Recorded = r.recorded
 	return res, len(r.events), nil
 }
 

@@ -88,7 +88,8 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	close(s.changed)
 	s.changed = make(chan struct{})
 	lastEvent := s.log[len(s.log)-1]
-	return domain.AppendResult{LastRevision: lastEvent.Revision, Position: lastEvent.Position}, nil
+	return domain.AppendResult{LastRevision: lastEvent.Revision, Position: lastEvent.Position,
+		Recorded: slices.Clone(s.log[len(s.log)-len(events):])}, nil
 }
 
 // retried recognises an exact retry of an earlier append.
