@@ -44,11 +44,12 @@ func Seed(ctx context.Context, svc *domain.Service, n, workers int, seed uint64,
 		workers = 16
 	}
 	var (
-		next    atomic.Int64
-		done    atomic.Int64
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		first   error
+		next       atomic.Int64
+		done       atomic.Int64
+		wg         sync.WaitGroup
+		errOnce    sync.Once
+		first      error
+		progressMu sync.Mutex
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -67,7 +68,10 @@ func Seed(ctx context.Context, svc *domain.Service, n, workers int, seed uint64,
 					return
 				}
 				if d := int(done.Add(1)); progress != nil {
+					// Serialised, so a progress callback needs no locking.
+					progressMu.Lock()
 					progress(d, n)
+					progressMu.Unlock()
 				}
 			}
 		}(w)
