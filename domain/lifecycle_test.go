@@ -6,17 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kycengine/kyc/adapters/enginetest"
 	"github.com/kycengine/kyc/domain"
-	"github.com/kycengine/kyc/schemas"
 )
 
 func shippedLifecycles(t testing.TB) *domain.Lifecycles {
-	t.Helper()
-	ls, err := domain.LoadLifecycles(schemas.Lifecycles(), "kyc-review")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ls
+	return enginetest.Lifecycles(t)
 }
 
 func TestShippedLifecyclesLoad(t *testing.T) {

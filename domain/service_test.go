@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kycengine/kyc/adapters/enginetest"
 	"github.com/kycengine/kyc/adapters/eventstore/embedded"
 	"github.com/kycengine/kyc/adapters/eventstore/memory"
 	"github.com/kycengine/kyc/domain"
@@ -24,15 +25,7 @@ var (
 	eve   = domain.Caller{Actor: domain.Actor{Kind: domain.ActorOperator, ID: "eve", Company: "globex"}, Roles: []string{"operator"}}
 )
 
-func newService(t testing.TB) (*domain.Service, *memory.Store) {
-	t.Helper()
-	store := memory.New()
-	svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store, Lifecycles: shippedLifecycles(t), Codec: domain.NewCodec()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc, store
-}
+func newService(t testing.TB) (*domain.Service, *memory.Store) { return enginetest.NewService(t) }
 
 func registration(lifecycle string, r *rand.Rand) domain.RegisterCustomer {
 	return domain.RegisterCustomer{

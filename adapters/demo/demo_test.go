@@ -5,21 +5,12 @@ import (
 	"testing"
 
 	"github.com/kycengine/kyc/adapters/demo"
-	"github.com/kycengine/kyc/adapters/eventstore/memory"
+	"github.com/kycengine/kyc/adapters/enginetest"
 	"github.com/kycengine/kyc/domain"
-	"github.com/kycengine/kyc/schemas"
 )
 
 func TestSeedWalksEveryLifecycleWithoutRefusals(t *testing.T) {
-	store := memory.New()
-	ls, err := domain.LoadLifecycles(schemas.Lifecycles(), "kyc-review")
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store, Lifecycles: ls, Codec: domain.NewCodec()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, store := enginetest.NewService(t)
 	last := 0
 	if err := demo.Seed(context.Background(), svc, 400, 8, 1, func(done, total int) { last = max(last, done) }); err != nil {
 		t.Fatal(err)

@@ -11,24 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kycengine/kyc/adapters/enginetest"
 	"github.com/kycengine/kyc/adapters/eventstore/memory"
 	"github.com/kycengine/kyc/domain"
-	"github.com/kycengine/kyc/schemas"
 )
 
 const badInputToken = "bad-input-token-0123456789"
 
 func badInputServer(t testing.TB) (*httptest.Server, *memory.Store) {
 	t.Helper()
-	store := memory.New()
-	ls, err := domain.LoadLifecycles(schemas.Lifecycles(), "kyc-review")
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store, Lifecycles: ls, Codec: domain.NewCodec()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, store := enginetest.NewService(t)
 	auth, err := NewAuthenticator([]Key{{Token: badInputToken, Actor: "alice", Roles: []string{"operator"}, Company: "acme"}})
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/google/uuid"
 
-	"github.com/kycengine/kyc/adapters/eventstore/memory"
+	"github.com/kycengine/kyc/adapters/enginetest"
 	"github.com/kycengine/kyc/adapters/httpapi"
 	"github.com/kycengine/kyc/domain"
 	"github.com/kycengine/kyc/schemas"
@@ -50,15 +50,7 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 
 func newTestServer(t *testing.T) *httpapi.Server {
 	t.Helper()
-	lifecycles, err := domain.LoadLifecycles(schemas.Lifecycles(), "kyc-review")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := memory.New()
-	svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store, Lifecycles: lifecycles, Codec: domain.NewCodec()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, _ := enginetest.NewService(t)
 	auth, err := httpapi.NewAuthenticator([]httpapi.Key{
 		{Token: aliceToken, Actor: "alice", Roles: []string{"operator"}, Company: "acme", Kind: domain.ActorOperator},
 		{Token: bobToken, Actor: "bob", Roles: []string{"operator"}, Company: "acme", Kind: domain.ActorOperator},
