@@ -338,6 +338,26 @@ func TestIdempotencyKeyReturnsFirstResult(t *testing.T) {
 	if len(all) != 3 {
 		t.Fatalf("log has %d events, want 3", len(all))
 	}
+	// A key answers only the request it was first used for.
+	other := mustRegister(t, svc, alice, registration("kyc-review", r))
+	for name, try := range map[string]func() error{
+		"note key on another customer": func() error {
+			_, err := svc.Execute(context.Background(), other.ID, domain.AddNote{Text: "x"}, note)
+			return err
+		},
+		"registration key for a change": func() error {
+			_, err := svc.Execute(context.Background(), first.Customer.ID, domain.AddNote{Text: "x"}, opts)
+			return err
+		},
+		"change key for a registration": func() error {
+			_, err := svc.Register(context.Background(), registration("kyc-review", r), note)
+			return err
+		},
+	} {
+		if err := try(); !errors.Is(err, domain.ErrIdempotencyKeyReused) {
+			t.Errorf("%s: %v, want ErrIdempotencyKeyReused", name, err)
+		}
+	}
 }
 
 func TestConcurrentRetriesWithOneKeyAppendOnce(t *testing.T) {
