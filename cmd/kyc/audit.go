@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,9 +27,6 @@ With --revision N it stops after revision N (the first event is revision 0);
 with --at TIME (RFC 3339) it stops at the last event recorded by then.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := uuid.Parse(args[0]); err != nil {
-				return fmt.Errorf("customer id %q is not a UUID", args[0])
-			}
 			var (
 				rev *uint64
 				t   *time.Time
@@ -55,7 +53,7 @@ with --at TIME (RFC 3339) it stops at the last event recorded by then.`,
 				return err
 			}
 			defer store.Close()
-			events, err := store.ReadStream(cmd.Context(), domain.StreamName(args[0]), domain.Forwards, 0, 0)
+			events, err := readCustomer(cmd.Context(), store, args[0])
 			if err != nil {
 				return err
 			}
@@ -103,7 +101,7 @@ broken event when anything was altered, removed or reordered.`,
 			}
 			var broken *domain.BrokenLink
 			if len(args) == 1 {
-				events, err := store.ReadStream(cmd.Context(), domain.StreamName(args[0]), domain.Forwards, 0, 0)
+				events, err := readCustomer(cmd.Context(), store, args[0])
 				if err != nil {
 					return err
 				}
@@ -136,4 +134,17 @@ broken event when anything was altered, removed or reordered.`,
 	}
 	flags.register(cmd.Flags())
 	return cmd
+}
+
+// readCustomer reads a customer's whole stream, saying plainly when there is
+// no such customer.
+func readCustomer(ctx context.Context, store domain.EventStore, id string) ([]domain.RecordedEvent, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, fmt.Errorf("customer id %q is not a UUID", id)
+	}
+	events, err := store.ReadStream(ctx, domain.StreamName(id), domain.Forwards, 0, 0)
+	if errors.Is(err, domain.ErrStreamNotFound) {
+		return nil, fmt.Errorf("no customer %s in this store", id)
+	}
+	return events, err
 }
