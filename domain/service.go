@@ -348,24 +348,43 @@ func (s *Service) fold(c *Customer, events []RecordedEvent) error {
 
 // Events returns a customer's stream with envelopes.
 func (s *Service) Events(ctx context.Context, caller Caller, customerID string) ([]RecordedEvent, error) {
-	if _, err := s.Get(ctx, caller, customerID); err != nil {
-		return nil, err
-	}
-	return s.store.ReadStream(ctx, StreamName(customerID), Forwards, 0, 0)
+	return s.readVisible(ctx, caller, customerID)
 }
 
 // StateAt replays a customer's stream up to a revision or a time (whichever
 // is given; neither means now). It reads the store, not the cache, so what
 // an auditor sees is what the log says.
 func (s *Service) StateAt(ctx context.Context, caller Caller, customerID string, revision *uint64, at *time.Time) (*Customer, error) {
-	if _, err := s.Get(ctx, caller, customerID); err != nil {
-		return nil, err
-	}
-	events, err := s.store.ReadStream(ctx, StreamName(customerID), Forwards, 0, 0)
+	events, err := s.readVisible(ctx, caller, customerID)
 	if err != nil {
 		return nil, err
 	}
 	return ReplayState(s.codec, events, revision, at)
+}
+
+// readVisible reads a customer's whole stream once, for a caller who may see
+// it. The registration, the stream's first event, names the company, which
+// never changes.
+func (s *Service) readVisible(ctx context.Context, caller Caller, customerID string) ([]RecordedEvent, error) {
+	if _, err := uuid.Parse(customerID); err != nil {
+		return nil, &FieldError{Field: "id", Detail: "is not a UUID", Err: ErrCustomerNotFound}
+	}
+	events, err := s.store.ReadStream(ctx, StreamName(customerID), Forwards, 0, 0)
+	if errors.Is(err, ErrStreamNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrCustomerNotFound, customerID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read customer %s: %w", customerID, err)
+	}
+	first := uint64(0)
+	registered, err := ReplayState(s.codec, events, &first, nil)
+	if err != nil {
+		return nil, err
+	}
+	if registered.CompanyID != caller.Actor.Company && !caller.IsSuperuser() {
+		return nil, fmt.Errorf("%w: %s", ErrCustomerNotFound, customerID)
+	}
+	return events, nil
 }
 
 // ReplayState folds events up to a revision or a time.
