@@ -16,9 +16,12 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: the throughput and latency benchmarks (figures go in the README)
+## bench: the throughput and latency benchmarks (figures go in the README).
+## BenchmarkReadModels generates KYC_BENCH_CUSTOMERS customers (default
+## 1000000, about ten events each) and keeps them in KYC_BENCH_DATA if set;
+## at full size it runs for a long while, hence the timeout.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./adapters/bench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 180m ./adapters/bench/
 
 ## lint: formatting and static checks
 lint:

@@ -369,6 +369,9 @@ func (c *Customer) Clone() *Customer {
 	out.AccessRoles, out.AccessGroups, out.Tags = clone(c.AccessRoles), clone(c.AccessGroups), clone(c.Tags)
 	out.ActiveServices = clone(c.ActiveServices)
 	out.Documents, out.Rules, out.Notes = clone(c.Documents), clone(c.Rules), clone(c.Notes)
+	for i := range out.Rules {
+		out.Rules[i].Details = clone(out.Rules[i].Details)
+	}
 	out.ResubmissionItems = clone(c.ResubmissionItems)
 	if c.Check != nil {
 		ch := *c.Check

@@ -9,7 +9,7 @@ import (
 	"io/fs"
 )
 
-//go:embed lifecycles/*.yaml events/*.json migrations openapi.yaml
+//go:embed lifecycles/*.yaml events/*.json migrations readmodels openapi.yaml
 var files embed.FS
 
 // Lifecycles is the folder of lifecycle definition files.
@@ -21,6 +21,12 @@ func Events() fs.FS { return sub("events") }
 // Migrations is the folder of SQL migrations for one database dialect
 // ("sqlite", and later "postgres").
 func Migrations(dialect string) fs.FS { return sub("migrations/" + dialect) }
+
+// ReadModels is the folder of DDL templates for the tables of one generation
+// of a projection, for one database dialect: <projection>.up.sql creates
+// them and <projection>.down.sql drops them, with {gen} standing for the
+// generation number.
+func ReadModels(dialect string) fs.FS { return sub("readmodels/" + dialect) }
 
 // OpenAPI is the OpenAPI document of the HTTP API.
 func OpenAPI() []byte {

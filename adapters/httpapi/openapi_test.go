@@ -21,8 +21,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kycengine/kyc/adapters/enginetest"
+	eventmemory "github.com/kycengine/kyc/adapters/eventstore/memory"
 	"github.com/kycengine/kyc/adapters/httpapi"
+	readmemory "github.com/kycengine/kyc/adapters/readmodel/memory"
 	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/projections"
 	"github.com/kycengine/kyc/schemas"
 )
 
@@ -48,9 +51,22 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 	return doc
 }
 
+// testEngine is the command side and the credentials the test servers share.
+type testEngine struct {
+	svc     *domain.Service
+	log     *eventmemory.Store
+	auth    *httpapi.Authenticator
+	metrics http.Handler
+}
+
 func newTestServer(t *testing.T) *httpapi.Server {
 	t.Helper()
-	svc, _ := enginetest.NewService(t)
+	return newTestEngine(t).server(t, nil, nil)
+}
+
+func newTestEngine(t *testing.T) testEngine {
+	t.Helper()
+	svc, log := enginetest.NewService(t)
 	auth, err := httpapi.NewAuthenticator([]httpapi.Key{
 		{Token: aliceToken, Actor: "alice", Roles: []string{"operator"}, Company: "acme", Kind: domain.ActorOperator},
 		{Token: bobToken, Actor: "bob", Roles: []string{"operator"}, Company: "acme", Kind: domain.ActorOperator},
@@ -65,7 +81,14 @@ func newTestServer(t *testing.T) *httpapi.Server {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		_, _ = io.WriteString(w, "# HELP kyc_up Whether the engine is up.\n# TYPE kyc_up gauge\nkyc_up 1\n")
 	})
-	s, err := httpapi.New(httpapi.Config{Service: svc, Auth: auth, Metrics: metrics})
+	return testEngine{svc: svc, log: log, auth: auth, metrics: metrics}
+}
+
+// server builds an API over the engine; reader nil runs it without read
+// models.
+func (e testEngine) server(t *testing.T, reader *projections.Reader, admin httpapi.ProjectionAdmin) *httpapi.Server {
+	t.Helper()
+	s, err := httpapi.New(httpapi.Config{Service: e.svc, Auth: e.auth, Metrics: e.metrics, Reader: reader, Projections: admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,11 +363,17 @@ type commandResult struct {
 // proof that the document and the server agree.
 func TestResponsesMatchOpenAPI(t *testing.T) {
 	doc := loadOpenAPI(t)
-	s := newTestServer(t)
-	srv := httptest.NewServer(s.Handler())
+	eng := newTestEngine(t)
+	srv := httptest.NewServer(eng.server(t, nil, nil).Handler())
 	defer srv.Close()
+	// A second server over the same engine serves the read models, which the
+	// projection engine builds from the events the flow's commands produce.
+	readModels := readmemory.New()
+	reader, projEngine := httpapi.ReadSide(t, eng.svc, eng.log, readModels, 100*time.Millisecond)
+	readSrv := httptest.NewServer(eng.server(t, reader, projEngine).Handler())
+	defer readSrv.Close()
 
-	doc.Servers = openapi3.Servers{{URL: srv.URL}}
+	doc.Servers = openapi3.Servers{{URL: srv.URL}, {URL: readSrv.URL}}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -597,6 +626,82 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	c.do(apiCall{method: "POST", path: "/v1/customers/" + unknown + "/notes", token: alice, body: obj{"text": "hello"}, want: 404, wantType: "customer-not-found"})
 	c.do(apiCall{method: "POST", path: "/v1/customers/" + unknown + "/review/start", token: alice, want: 404, wantType: "customer-not-found"})
 
+	// Read models: the list, the profile, the audit log and the history.
+	c.do(apiCall{method: "GET", path: "/v1/customers", token: alice, want: 503, wantType: "read-models-unavailable"})
+	c.do(apiCall{method: "GET", path: "/v1/audit", token: alice, want: 503, wantType: "read-models-unavailable"})
+	c.do(apiCall{method: "GET", path: cust + "/history", token: alice, want: 503, wantType: "read-models-unavailable"})
+	httpapi.CaughtUp(t, projEngine)
+	rc := *c
+	rc.base = readSrv.URL
+	var list struct {
+		Total int `json:"total"`
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	rc.do(apiCall{method: "GET", path: "/v1/customers", token: alice, want: 200}).decode(t, &list)
+	if list.Total != 3 || len(list.Items) != 3 {
+		t.Errorf("list: total %d with %d items, want the 3 customers of acme", list.Total, len(list.Items))
+	}
+	rc.do(apiCall{method: "GET", path: "/v1/customers?q=ada+lovelace&status=APPROVED&status=CREATED&risk=NORMAL&risk=HIGH&sort=name&page=1&per_page=50", token: alice, want: 200})
+	rc.do(apiCall{method: "GET", path: "/v1/customers?created_from=2024-01-01&created_to=" + time.Now().UTC().Format(time.RFC3339) +
+		"&updated_from=2024-01-01T00:00:00Z&expiry_from=2030-01-01&expiry_to=2040-12-31&age_min=18&age_max=99&nationality=GB&country=GB" +
+		"&document_type=PASSPORT&video_call_status=BAD+QUALITY&verification_level=3&verification_status=identified&state=active" +
+		"&tag=vip&access_role=customer&access_group=retail&agent=agent-7&referral_code=FRIEND1&sort=-last_status_update", token: alice, want: 200})
+	rc.do(apiCall{method: "GET", path: "/v1/customers?company=acme&company=globex", token: root, want: 200})
+	rc.do(apiCall{method: "GET", path: "/v1/customers?company=acme", token: alice, want: 403, wantType: "forbidden"})
+	rc.do(apiCall{method: "GET", path: "/v1/customers", token: customer, want: 403, wantType: "forbidden"})
+	rc.do(apiCall{method: "GET", path: "/v1/customers?per_page=25", token: alice, want: 422, wantType: "invalid-input", offContract: true})
+	rc.do(apiCall{method: "GET", path: "/v1/customers?risk=LOW", token: alice, want: 422, wantType: "invalid-input", offContract: true})
+	rc.do(apiCall{method: "GET", path: "/v1/customers?created_from=2024-02-01&created_to=2024-01-01", token: alice, want: 422, wantType: "invalid-input"})
+	rc.do(apiCall{method: "GET", path: "/v1/customers?colour=red", token: alice, want: 422, wantType: "invalid-input"})
+	prof := rc.do(apiCall{method: "GET", path: cust, token: alice, want: 200})
+	var profile struct {
+		Revision uint64 `json:"revision"`
+		Customer struct {
+			ID string `json:"id"`
+		} `json:"customer"`
+	}
+	prof.decode(t, &profile)
+	if profile.Customer.ID != id || prof.header.Get("ETag") != fmt.Sprintf(`"%d"`, profile.Revision) {
+		t.Errorf("profile: customer %q, ETag %q, revision %d", profile.Customer.ID, prof.header.Get("ETag"), profile.Revision)
+	}
+	rc.do(apiCall{method: "GET", path: cust + fmt.Sprintf("?min_revision=%d", profile.Revision), token: alice, want: 200})
+	rc.do(apiCall{method: "GET", path: cust2, token: customer, want: 200})
+	rc.do(apiCall{method: "GET", path: cust, token: eve, want: 404, wantType: "customer-not-found"})
+	late := rc.do(apiCall{method: "GET", path: cust + fmt.Sprintf("?min_revision=%d", profile.Revision+1), token: alice, want: 503, wantType: "revision-not-reached"})
+	if late.header.Get("Retry-After") != "1" {
+		t.Errorf("revision-not-reached: Retry-After %q, want 1", late.header.Get("Retry-After"))
+	}
+	rc.do(apiCall{method: "GET", path: cust + "?min_revision=latest", token: alice, want: 422, wantType: "invalid-input", offContract: true})
+	rc.do(apiCall{method: "GET", path: cust + "?revision=1", token: alice, want: 422, wantType: "invalid-input"})
+	rc.do(apiCall{method: "GET", path: "/v1/audit", token: alice, want: 200})
+	rc.do(apiCall{method: "GET", path: "/v1/audit?customer=" + id + "&type=StatusChanged&type=CustomerRegistered&actor=alice&actor=bob&from=2024-01-01&to=" +
+		time.Now().UTC().Format(time.DateOnly) + "&page=1&per_page=100", token: alice, want: 200})
+	rc.do(apiCall{method: "GET", path: "/v1/audit?company=globex", token: root, want: 200})
+	rc.do(apiCall{method: "GET", path: "/v1/audit?company=acme", token: eve, want: 403, wantType: "forbidden"})
+	rc.do(apiCall{method: "GET", path: "/v1/audit?type=NoSuchEvent", token: alice, want: 422, wantType: "invalid-input", offContract: true})
+	rc.do(apiCall{method: "GET", path: cust + "/history", token: alice, want: 200})
+	rc.do(apiCall{method: "GET", path: cust2 + "/history", token: customer, want: 200})
+	rc.do(apiCall{method: "GET", path: cust + "/history", token: eve, want: 404, wantType: "customer-not-found"})
+	rc.do(apiCall{method: "GET", path: "/v1/customers/" + unknown + "/history", token: alice, want: 404, wantType: "customer-not-found"})
+	rc.do(apiCall{method: "GET", path: cust + "/history?page=1", token: alice, want: 422, wantType: "invalid-input"})
+
+	// Projections: status and rebuild, superusers only.
+	c.do(apiCall{method: "GET", path: "/v1/projections", token: root, want: 503, wantType: "read-models-unavailable"})
+	rc.do(apiCall{method: "GET", path: "/v1/projections", token: alice, want: 403, wantType: "forbidden"})
+	rc.do(apiCall{method: "POST", path: "/v1/projections/customers/rebuild", token: alice, want: 403, wantType: "forbidden"})
+	rc.do(apiCall{method: "POST", path: "/v1/projections/colours/rebuild", token: root, want: 404, wantType: "unknown-projection", offContract: true})
+	rc.do(apiCall{method: "POST", path: "/v1/projections/audit/rebuild", token: root, want: 202})
+	httpapi.CaughtUp(t, projEngine)
+	var sts struct {
+		Items []projections.Status `json:"items"`
+	}
+	rc.do(apiCall{method: "GET", path: "/v1/projections", token: root, want: 200}).decode(t, &sts)
+	if len(sts.Items) != 2 || sts.Items[1].Name != projections.AuditProjection || sts.Items[1].Generation < 2 {
+		t.Errorf("projection status after a rebuild of audit: %+v", sts.Items)
+	}
+
 	// Every documented operation must have been exercised.
 	var missed []string
 	for path, item := range doc.Paths.Map() {
@@ -609,5 +714,31 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	slices.Sort(missed)
 	if len(missed) > 0 {
 		t.Errorf("operations the flow never exercised:\n  %s", strings.Join(missed, "\n  "))
+	}
+}
+
+// TestQueryEnumsMatchTheEngine keeps the document's closed value sets for
+// query parameters in step with what the server accepts.
+func TestQueryEnumsMatchTheEngine(t *testing.T) {
+	doc := loadOpenAPI(t)
+	enum := func(name string) []string {
+		t.Helper()
+		ref := doc.Components.Schemas[name]
+		if ref == nil || ref.Value == nil {
+			t.Fatalf("schema %s is missing", name)
+		}
+		var out []string
+		for _, v := range ref.Value.Enum {
+			out = append(out, fmt.Sprint(v))
+		}
+		slices.Sort(out)
+		return out
+	}
+	svc, _ := enginetest.NewService(t)
+	if got, want := enum("LifecycleStatus"), httpapi.LifecycleStatuses(svc.Lifecycles()); !slices.Equal(got, want) {
+		t.Errorf("LifecycleStatus enum %v, want the lifecycles' statuses %v", got, want)
+	}
+	if got, want := enum("EventType"), svc.Codec().TypeNames(); !slices.Equal(got, want) {
+		t.Errorf("EventType enum %v, want the codec's types %v", got, want)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/projections"
 	"github.com/kycengine/kyc/schemas"
 )
 
@@ -33,18 +34,27 @@ type Config struct {
 	Ready    func(context.Context) error
 	Observer RequestObserver
 	Clock    func() time.Time
+	// Reader serves the read models (list, profile, audit log, history);
+	// nil leaves those routes answering 503 and GET /v1/customers/{id}
+	// reading the event store.
+	Reader *projections.Reader
+	// Projections reports and rebuilds the projections (nil: those routes
+	// answer 503).
+	Projections ProjectionAdmin
 }
 
 // Server holds the API's dependencies.
 type Server struct {
-	svc      *domain.Service
-	auth     *Authenticator
-	log      *slog.Logger
-	metrics  http.Handler
-	ready    func(context.Context) error
-	observer RequestObserver
-	clock    func() time.Time
-	routes   []Route
+	svc         *domain.Service
+	auth        *Authenticator
+	log         *slog.Logger
+	metrics     http.Handler
+	ready       func(context.Context) error
+	observer    RequestObserver
+	clock       func() time.Time
+	reader      *projections.Reader
+	projections ProjectionAdmin
+	routes      []Route
 }
 
 // Route is one operation of the API. Routes are a table so the OpenAPI test
@@ -61,7 +71,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Service == nil || cfg.Auth == nil {
 		return nil, errors.New("httpapi: service and authenticator are required")
 	}
-	s := &Server{svc: cfg.Service, auth: cfg.Auth, log: cfg.Logger, metrics: cfg.Metrics, ready: cfg.Ready, observer: cfg.Observer, clock: cfg.Clock}
+	s := &Server{svc: cfg.Service, auth: cfg.Auth, log: cfg.Logger, metrics: cfg.Metrics, ready: cfg.Ready, observer: cfg.Observer, clock: cfg.Clock, reader: cfg.Reader,
+		projections: cfg.Projections}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -90,7 +101,12 @@ func (s *Server) buildRoutes() []Route {
 		auth("GET", "/v1/lifecycles", s.listLifecycles),
 		auth("GET", "/v1/lifecycles/{name}", s.getLifecycle),
 		auth("POST", "/v1/customers", s.register),
-		auth("GET", "/v1/customers/{id}", s.getCustomer),
+		auth("GET", "/v1/customers", s.listCustomers),
+		auth("GET", "/v1/audit", s.audit),
+		auth("GET", "/v1/customers/{id}", s.getProfile),
+		auth("GET", "/v1/customers/{id}/history", s.history),
+		auth("GET", "/v1/projections", s.projectionStatus),
+		auth("POST", "/v1/projections/{name}/rebuild", s.rebuildProjection),
 		auth("PATCH", "/v1/customers/{id}", command(s, func(b updateProfileRequest) (domain.Command, error) { return b.command(), nil })),
 		auth("GET", "/v1/customers/{id}/events", s.events),
 		auth("GET", "/v1/customers/{id}/state", s.state),

@@ -94,11 +94,11 @@ func writeKeys(t *testing.T, dir string) string {
 	return path
 }
 
-func startServer(t *testing.T, dataDir, keys string) *server {
+func startServer(t *testing.T, dataDir, keys string, extra ...string) *server {
 	t.Helper()
 	addr := freeAddr(t)
 	s := &server{t: t, base: "http://" + addr, logs: &syncBuffer{}}
-	s.cmd = exec.Command(kycBinary, "serve", "--addr", addr, "--data", dataDir, "--keys", keys)
+	s.cmd = exec.Command(kycBinary, append([]string{"serve", "--addr", addr, "--data", dataDir, "--keys", keys}, extra...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

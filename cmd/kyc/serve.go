@@ -86,8 +86,23 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	rs, err := o.store.openReadSide(ctx, readSideConfig{events: store, streams: store, lifecycles: lifecycles,
+		codec: svc.Codec(), log: log, observer: m.Projections()})
+	if err != nil {
+		return err
+	}
+	defer rs.store.Close()
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		stopEngine()
+		rs.engine.Wait()
+	}()
+	if err := rs.engine.Start(engineCtx); err != nil {
+		return err
+	}
 	api, err := httpapi.New(httpapi.Config{
 		Service: svc, Auth: auth, Logger: log, Metrics: m.Handler(), Observer: m,
+		Reader: rs.reader, Projections: rs.engine,
 		Ready: func(ctx context.Context) error {
 			_, err := store.ReadAll(ctx, domain.Start, 1)
 			return err
@@ -108,7 +123,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "store", store.Path(), "default_lifecycle", lifecycles.Default())
+	log.Info("serving", "addr", ln.Addr().String(), "store", store.Path(), "read_models", o.store.readPath(), "default_lifecycle", lifecycles.Default())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if o.demo {

@@ -362,3 +362,21 @@ func (s *Store) fetchTail(ctx context.Context, entries []tailEntry, backwards bo
 	}
 	return events, nil
 }
+
+// CountAfter counts the events after position after. The single writer hands
+// out positions one by one and rolls its counter back with a failed
+// transaction, so positions have no gaps and the count is a subtraction.
+func (s *Store) CountAfter(ctx context.Context, after domain.Position) (int64, error) {
+	if s.rdb == nil {
+		return 0, ErrClosed
+	}
+	var last int64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT coalesce(max(position), 0) FROM events WHERE position <= ?", s.visible()).Scan(&last); err != nil {
+		return 0, fmt.Errorf("embedded: count after %s: %w", after, err)
+	}
+	from := clampRevision(after.Commit)
+	if after.Prepare < after.Commit {
+		from-- // the event at after.Commit itself comes after `after`
+	}
+	return max(last-from, 0), nil
+}

@@ -30,18 +30,16 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
-	"modernc.org/sqlite"
 
 	"github.com/kycengine/kyc/adapters/eventstore/catchup"
+	"github.com/kycengine/kyc/adapters/internal/sqlitefile"
 	"github.com/kycengine/kyc/domain"
 	"github.com/kycengine/kyc/schemas"
 )
@@ -198,7 +196,7 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	}
 	// Only the writer sets the journal mode: WAL is a property of the file
 	// that every later connection, readers included, picks up.
-	s.wdb, err = openDB(abs, "", []string{
+	s.wdb, err = sqlitefile.Open(abs, "", []string{
 		"busy_timeout(" + fmt.Sprint(s.cfg.busyTimeout.Milliseconds()) + ")",
 		"journal_mode(WAL)",
 		// NORMAL, not FULL: the syncer fsyncs the WAL itself before an
@@ -311,52 +309,9 @@ func newStore(path string, readOnly bool, opts []Option) *Store {
 	return s
 }
 
-func checkPath(path string) (string, error) {
-	if path == "" {
-		return "", errors.New("embedded: open: empty path")
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", fmt.Errorf("embedded: open %s: %w", path, err)
-	}
-	if fi, err := os.Stat(abs); err == nil && !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("embedded: open %s: not a regular file", abs)
-	}
-	if fi, err := os.Stat(filepath.Dir(abs)); err != nil {
-		return "", fmt.Errorf("embedded: open %s: %w", abs, err)
-	} else if !fi.IsDir() {
-		return "", fmt.Errorf("embedded: open %s: %s is not a directory", abs, filepath.Dir(abs))
-	}
-	return abs, nil
-}
-
-// openDB opens a connection pool on the file. mode is SQLite's URI mode
-// ("" or "ro").
-func openDB(path, mode string, pragmas []string, immediate bool) (*sql.DB, error) {
-	q := url.Values{}
-	if mode != "" {
-		q.Set("mode", mode)
-	}
-	// In order: busy_timeout first, so that switching to WAL waits for a
-	// reader of another process instead of failing.
-	for _, p := range pragmas {
-		q.Add("_pragma", p)
-	}
-	if immediate {
-		// Transactions that goose opens take the write lock at BEGIN.
-		q.Set("_txlock", "immediate")
-	}
-	dsn := (&url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}).String()
-	connector, err := sqlite.NewConnector(dsn)
-	if err != nil {
-		return nil, err
-	}
-	return sql.OpenDB(connector), nil
-}
-
 func (s *Store) openReaders(ctx context.Context, mode string) error {
 	var err error
-	s.rdb, err = openDB(s.path, mode, []string{
+	s.rdb, err = sqlitefile.Open(s.path, mode, []string{
 		"busy_timeout(" + fmt.Sprint(s.cfg.busyTimeout.Milliseconds()) + ")",
 		"query_only(1)",
 	}, false)
@@ -469,4 +424,12 @@ func (s *Store) release() error {
 		return fmt.Errorf("embedded: close %s: %w", s.path, err)
 	}
 	return nil
+}
+
+func checkPath(path string) (string, error) {
+	abs, err := sqlitefile.CheckPath(path)
+	if err != nil {
+		return "", fmt.Errorf("embedded: open: %w", err)
+	}
+	return abs, nil
 }

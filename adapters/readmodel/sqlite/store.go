@@ -1,0 +1,610 @@
+// Package sqlite is the read-model store (projections.Store) on a SQLite
+// file of its own, reached through the pure-Go driver modernc.org/sqlite.
+//
+// The file is separate from the event log so that the projection writer
+// never waits for the event writer's lock, nor the other way round. Its
+// content can always be rebuilt from the log, so commits are not synced one
+// by one (synchronous NORMAL): a crash may lose the last commits, but rows
+// and checkpoint always commit together, so the projection resumes from a
+// consistent point.
+//
+// Each generation of a projection has tables of its own, named after the
+// generation (customers_g7, audit_g7, ...), made from the templates in
+// schemas.ReadModels("sqlite"). Reads find the active generation in memory
+// and hold a read lock for the duration of a query; Activate takes the
+// write lock to switch, which waits for queries on the old generation to
+// end, and drops the old tables once no query can use them.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+
+	"github.com/kycengine/kyc/adapters/internal/sqlitefile"
+	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/projections"
+	"github.com/kycengine/kyc/schemas"
+)
+
+// Errors of this store beyond those of projections.Store.
+var (
+	// ErrReadOnly: a write on a store opened with OpenReadOnly.
+	ErrReadOnly = errors.New("read-model store is open read-only")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("read-model store is closed")
+	// ErrNoGeneration: the generation does not exist (never made, or dropped).
+	ErrNoGeneration = errors.New("no such generation")
+	// ErrActiveGeneration: DropGeneration of the generation reads use.
+	ErrActiveGeneration = errors.New("generation is active")
+	// ErrSchemaVersion: the file's schema is not the one this binary expects.
+	ErrSchemaVersion = errors.New("read-model store schema version mismatch")
+)
+
+// versionTable is goose's bookkeeping table. It is not goose's default name
+// so that nobody mistakes this file for the event log, whose migrations use
+// the default.
+const versionTable = "read_goose_db_version"
+
+const busyTimeout = 10 * time.Second
+
+// Store is the SQLite read-model store. It implements projections.Store.
+type Store struct {
+	path     string
+	readOnly bool
+
+	wdb *sql.DB // one connection: SQLite has one writer anyway
+	rdb *sql.DB
+
+	// mu guards active. Queries of the active generation hold it for
+	// reading while they run; Activate holds it for writing to switch, so
+	// once it has it no query uses the old generation any more.
+	mu     sync.RWMutex
+	active map[string]projections.Generation
+	closed bool
+
+	templates map[string]string // "<projection>.up" and ".down" DDL
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ projections.Store = (*Store)(nil)
+
+// Open opens the store at path for reading and writing, creating the file
+// when it does not exist and migrating its schema.
+func Open(ctx context.Context, path string) (_ *Store, err error) {
+	abs, err := checkPath(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{path: abs, active: map[string]projections.Generation{}}
+	defer func() {
+		if err != nil {
+			_ = s.release()
+		}
+	}()
+	if s.templates, err = loadTemplates(); err != nil {
+		return nil, err
+	}
+	s.wdb, err = sqlitefile.Open(abs, "", []string{
+		"busy_timeout(" + strconv.FormatInt(busyTimeout.Milliseconds(), 10) + ")",
+		"journal_mode(WAL)",
+		// Rows and checkpoint commit together, so a crash that loses the
+		// last commits leaves a consistent, merely older, read model.
+		"synchronous(NORMAL)",
+		// A rebuild touches every index of the customers table for each
+		// row; a large cache keeps their working pages in memory.
+		"cache_size(-131072)",
+		"temp_store(MEMORY)",
+	}, true)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite read model: open %s: %w", abs, err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	s.wdb.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, s.wdb, abs); err != nil {
+		return nil, err
+	}
+	var mode string
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return nil, fmt.Errorf("sqlite read model: open %s: %w", abs, err)
+	}
+	if mode != "wal" {
+		return nil, fmt.Errorf("sqlite read model: open %s: journal mode is %q, the file system does not support WAL", abs, mode)
+	}
+	if err := s.openReaders(ctx, ""); err != nil {
+		return nil, err
+	}
+	if err := s.loadActive(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenReadOnly opens an existing store for reading only, for commands that
+// run while a server writes the same file. Another process may switch
+// generations at any time, so reads look the active generation up in the
+// file, in the transaction of the query, instead of trusting a cache.
+func OpenReadOnly(ctx context.Context, path string) (_ *Store, err error) {
+	abs, err := checkPath(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("sqlite read model: open %s read-only: %w", abs, err)
+	}
+	s := &Store{path: abs, readOnly: true}
+	defer func() {
+		if err != nil {
+			_ = s.release()
+		}
+	}()
+	if err := s.openReaders(ctx, "ro"); err != nil {
+		return nil, err
+	}
+	if err := checkSchema(ctx, s.rdb, abs); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Path is the absolute path of the store's file.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the file. Calls after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.closeErr = s.release()
+	})
+	return s.closeErr
+}
+
+// release closes readers first, so the writer's connection is the last and
+// checkpoints the WAL into the file.
+func (s *Store) release() error {
+	var errs []error
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite read model: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *Store) openReaders(ctx context.Context, mode string) error {
+	var err error
+	s.rdb, err = sqlitefile.Open(s.path, mode, []string{
+		"busy_timeout(" + strconv.FormatInt(busyTimeout.Milliseconds(), 10) + ")",
+		"query_only(1)",
+		"cache_size(-32768)",
+		"temp_store(MEMORY)",
+	}, false)
+	if err != nil {
+		return fmt.Errorf("sqlite read model: open %s: %w", s.path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.rdb.SetMaxOpenConns(n)
+	s.rdb.SetMaxIdleConns(n)
+	if err := s.rdb.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite read model: open %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func newProvider(db *sql.DB) (*goose.Provider, error) {
+	store, err := database.NewStore(database.DialectSQLite3, versionTable)
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(goose.DialectCustom, db, schemas.Migrations("sqlite-read"),
+		goose.WithStore(store), goose.WithDisableGlobalRegistry(true))
+}
+
+func migrate(ctx context.Context, db *sql.DB, path string) error {
+	p, err := newProvider(db)
+	if err != nil {
+		return fmt.Errorf("sqlite read model: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite read model: migrate %s: %w", path, err)
+	}
+	return checkVersions(ctx, p, path)
+}
+
+func checkSchema(ctx context.Context, db *sql.DB, path string) error {
+	p, err := newProvider(db)
+	if err != nil {
+		return fmt.Errorf("sqlite read model: migrations: %w", err)
+	}
+	pending, err := p.HasPending(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite read model: %s is not a readable read-model store: %w", path, err)
+	}
+	if pending {
+		return fmt.Errorf("%w: %s has migrations pending; open it for writing once to migrate", ErrSchemaVersion, path)
+	}
+	return checkVersions(ctx, p, path)
+}
+
+func checkVersions(ctx context.Context, p *goose.Provider, path string) error {
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite read model: schema version of %s: %w", path, err)
+	}
+	if current != target {
+		return fmt.Errorf("%w: %s is at schema version %d, this binary knows version %d", ErrSchemaVersion, path, current, target)
+	}
+	return nil
+}
+
+// projectionNames are the projections that have table templates.
+var projectionNames = []string{projections.CustomersProjection, projections.AuditProjection}
+
+func loadTemplates() (map[string]string, error) {
+	fsys := schemas.ReadModels("sqlite")
+	t := map[string]string{}
+	for _, name := range projectionNames {
+		for _, dir := range []string{"up", "down"} {
+			b, err := fs.ReadFile(fsys, name+"."+dir+".sql")
+			if err != nil {
+				return nil, fmt.Errorf("sqlite read model: table templates: %w", err)
+			}
+			t[name+"."+dir] = string(b)
+		}
+	}
+	return t, nil
+}
+
+func (s *Store) ddl(name, dir string, gen projections.Generation) string {
+	return strings.ReplaceAll(s.templates[name+"."+dir], "{gen}", strconv.FormatInt(int64(gen), 10))
+}
+
+func checkName(name string) error {
+	for _, n := range projectionNames {
+		if n == name {
+			return nil
+		}
+	}
+	return fmt.Errorf("sqlite read model: %q: %w", name, projections.ErrUnknownProjection)
+}
+
+func (s *Store) loadActive(ctx context.Context) error {
+	rows, err := s.wdb.QueryContext(ctx, "SELECT name, active FROM projections WHERE active > 0")
+	if err != nil {
+		return fmt.Errorf("sqlite read model: open %s: %w", s.path, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var gen int64
+		if err := rows.Scan(&name, &gen); err != nil {
+			return fmt.Errorf("sqlite read model: open %s: %w", s.path, err)
+		}
+		s.active[name] = projections.Generation(gen)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite read model: open %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// querier is what a read needs: the reader pool, or a transaction on it.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// withActive runs fn on the active generation of a projection, which stays
+// in place until fn returns; gen is 0 when there is none.
+func (s *Store) withActive(ctx context.Context, name string, fn func(q querier, gen projections.Generation) error) error {
+	if s.readOnly {
+		// Another process owns the switch: a read transaction sees the
+		// active generation and its tables in one snapshot.
+		tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck // read-only, nothing to undo
+		var gen int64
+		err = tx.QueryRowContext(ctx, "SELECT active FROM projections WHERE name = ?", name).Scan(&gen)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		return fn(tx, projections.Generation(gen))
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return fn(s.rdb, s.active[name])
+}
+
+func (s *Store) writable() error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// State implements projections.Store.
+func (s *Store) State(ctx context.Context, name string) (projections.ProjectionState, bool, error) {
+	st := projections.ProjectionState{Name: name}
+	if err := checkName(name); err != nil {
+		return st, false, err
+	}
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return st, false, fmt.Errorf("sqlite read model: state of %s: %w", name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only, nothing to undo
+	var active int64
+	err = tx.QueryRowContext(ctx, "SELECT active FROM projections WHERE name = ?", name).Scan(&active)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return st, false, fmt.Errorf("sqlite read model: state of %s: %w", name, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT gen, version, checkpoint_commit, checkpoint_prepare, updated_at
+		FROM generations WHERE name = ? ORDER BY gen`, name)
+	if err != nil {
+		return st, false, fmt.Errorf("sqlite read model: state of %s: %w", name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var gen, version, commit, prepare, updated int64
+		if err := rows.Scan(&gen, &version, &commit, &prepare, &updated); err != nil {
+			return st, false, fmt.Errorf("sqlite read model: state of %s: %w", name, err)
+		}
+		if gen != active {
+			st.Building = append(st.Building, projections.Generation(gen))
+			continue
+		}
+		st.Active = projections.Generation(gen)
+		st.Version = int(version)
+		st.Checkpoint = domain.Position{Commit: uint64(commit), Prepare: uint64(prepare)}
+		st.UpdatedAt = time.Unix(0, updated).UTC()
+	}
+	if err := rows.Err(); err != nil {
+		return st, false, fmt.Errorf("sqlite read model: state of %s: %w", name, err)
+	}
+	return st, st.Active != 0, nil
+}
+
+// CreateGeneration implements projections.Store.
+func (s *Store) CreateGeneration(ctx context.Context, name string, version int) (projections.Generation, error) {
+	if err := checkName(name); err != nil {
+		return 0, err
+	}
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
+	var gen projections.Generation
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var last int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO projections (name, last_gen) VALUES (?, 1)
+			ON CONFLICT (name) DO UPDATE SET last_gen = last_gen + 1 RETURNING last_gen`, name).Scan(&last)
+		if err != nil {
+			return err
+		}
+		gen = projections.Generation(last)
+		now := time.Now().UnixNano()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO generations (name, gen, version, updated_at, created_at)
+			VALUES (?, ?, ?, ?, ?)`, name, last, version, now, now); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.ddl(name, "up", gen))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite read model: create generation of %s: %w", name, err)
+	}
+	return gen, nil
+}
+
+// Checkpoint implements projections.Store.
+func (s *Store) Checkpoint(ctx context.Context, name string, gen projections.Generation) (domain.Position, error) {
+	if err := checkName(name); err != nil {
+		return domain.Position{}, err
+	}
+	var commit, prepare int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT checkpoint_commit, checkpoint_prepare FROM generations
+		WHERE name = ? AND gen = ?`, name, int64(gen)).Scan(&commit, &prepare)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("%w: %s generation %d", ErrNoGeneration, name, gen)
+	}
+	if err != nil {
+		return domain.Position{}, fmt.Errorf("sqlite read model: checkpoint of %s generation %d: %w", name, gen, err)
+	}
+	return domain.Position{Commit: uint64(commit), Prepare: uint64(prepare)}, nil
+}
+
+// Activate implements projections.Store.
+func (s *Store) Activate(ctx context.Context, name string, gen projections.Generation) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
+		return err
+	}
+	var old projections.Generation
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := generationExists(ctx, tx, name, gen); err != nil {
+			return err
+		}
+		var prev int64
+		err := tx.QueryRowContext(ctx, "SELECT active FROM projections WHERE name = ?", name).Scan(&prev)
+		if err != nil {
+			return err
+		}
+		old = projections.Generation(prev)
+		if old == gen {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE projections SET active = ? WHERE name = ?", int64(gen), name); err != nil {
+			return err
+		}
+		if old != 0 {
+			// Forgotten in the same transaction: a crash before the drop
+			// below leaves tables no row points to, not a generation that
+			// claims to be building.
+			if _, err := tx.ExecContext(ctx, "DELETE FROM generations WHERE name = ? AND gen = ?", name, int64(old)); err != nil {
+				return err
+			}
+		}
+		// A freshly rebuilt generation has had no statistics yet; without
+		// them the planner cannot tell a selective filter from a sort index.
+		return s.analyze(ctx, tx, name, gen)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite read model: activate %s generation %d: %w", name, gen, err)
+	}
+	if old == gen {
+		return nil
+	}
+	// Taking the write lock waits for every query that still reads the old
+	// generation; queries that start afterwards read the new one.
+	s.mu.Lock()
+	s.active[name] = gen
+	s.mu.Unlock()
+	if old == 0 {
+		return nil
+	}
+	if err := s.dropTables(ctx, name, old); err != nil {
+		return fmt.Errorf("sqlite read model: activate %s generation %d: drop generation %d: %w", name, gen, old, err)
+	}
+	return nil
+}
+
+// analyze gathers planner statistics on a sample of each index, which is
+// quick however large the tables are.
+func (s *Store) analyze(ctx context.Context, tx *sql.Tx, name string, gen projections.Generation) error {
+	if _, err := tx.ExecContext(ctx, "PRAGMA analysis_limit = 1000"); err != nil {
+		return err
+	}
+	tables := []string{"customers_g", "customer_terms_g"}
+	if name == projections.AuditProjection {
+		tables = []string{"audit_g"}
+	}
+	for _, t := range tables {
+		if _, err := tx.ExecContext(ctx, "ANALYZE "+t+strconv.FormatInt(int64(gen), 10)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DropGeneration implements projections.Store.
+func (s *Store) DropGeneration(ctx context.Context, name string, gen projections.Generation) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
+		return err
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := generationExists(ctx, tx, name, gen); err != nil {
+			return err
+		}
+		var active int64
+		if err := tx.QueryRowContext(ctx, "SELECT active FROM projections WHERE name = ?", name).Scan(&active); err != nil {
+			return err
+		}
+		if projections.Generation(active) == gen {
+			return ErrActiveGeneration
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM generations WHERE name = ? AND gen = ?", name, int64(gen))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite read model: drop %s generation %d: %w", name, gen, err)
+	}
+	if err := s.dropTables(ctx, name, gen); err != nil {
+		return fmt.Errorf("sqlite read model: drop %s generation %d: %w", name, gen, err)
+	}
+	return nil
+}
+
+// dropTables removes a generation's tables in a transaction of its own, after
+// the bookkeeping said it is gone: no reader of this process can resolve it
+// any more, and readers of other processes find it gone in their snapshot.
+func (s *Store) dropTables(ctx context.Context, name string, gen projections.Generation) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.ddl(name, "down", gen))
+		return err
+	})
+}
+
+func generationExists(ctx context.Context, tx *sql.Tx, name string, gen projections.Generation) error {
+	var one int
+	err := tx.QueryRowContext(ctx, "SELECT 1 FROM generations WHERE name = ? AND gen = ?", name, int64(gen)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %s generation %d", ErrNoGeneration, name, gen)
+	}
+	return err
+}
+
+// setCheckpoint moves a generation's checkpoint inside the transaction that
+// writes its rows.
+func setCheckpoint(ctx context.Context, tx *sql.Tx, name string, gen projections.Generation, p domain.Position) error {
+	res, err := tx.ExecContext(ctx, `UPDATE generations SET checkpoint_commit = ?, checkpoint_prepare = ?, updated_at = ?
+		WHERE name = ? AND gen = ?`, int64(p.Commit), int64(p.Prepare), time.Now().UnixNano(), name, int64(gen))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return fmt.Errorf("%w: %s generation %d", ErrNoGeneration, name, gen)
+	}
+	return nil
+}
+
+// inTx runs fn in a write transaction, committed when fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func checkPath(path string) (string, error) {
+	abs, err := sqlitefile.CheckPath(path)
+	if err != nil {
+		return "", fmt.Errorf("sqlite read model: open: %w", err)
+	}
+	return abs, nil
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/kycengine/kyc/adapters/readmodel/sqlite"
+	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/projections"
+)
+
+// readFile holds the read models beside the event log. It is a file of its
+// own so that the projection writer never waits for the event writer's lock
+// (SQLite has one writer per file) and so that deleting it is a safe way to
+// have every read model rebuilt from the log.
+const readFile = "read.db"
+
+func (f *storeFlags) readPath() string { return filepath.Join(f.dataDir, readFile) }
+
+// readSide is the running read side of a process that owns the data folder.
+type readSide struct {
+	store  *sqlite.Store
+	engine *projections.Engine
+	reader *projections.Reader
+}
+
+type readSideConfig struct {
+	events     projections.EventSource
+	streams    projections.StreamReader
+	lifecycles *domain.Lifecycles
+	codec      *domain.Codec
+	log        *slog.Logger
+	observer   projections.Observer
+}
+
+// openReadSide opens the read-model store and builds the engine and the
+// reader; the engine is not started.
+func (f *storeFlags) openReadSide(ctx context.Context, cfg readSideConfig) (*readSide, error) {
+	store, err := sqlite.Open(ctx, f.readPath())
+	if err != nil {
+		return nil, fmt.Errorf("open read models: %w", err)
+	}
+	customers, err := projections.NewCustomers(store, cfg.codec, cfg.lifecycles)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	audit, err := projections.NewAudit(store, cfg.codec)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	engine, err := projections.NewEngine(projections.EngineConfig{
+		Events: cfg.events, Store: store, Projections: []projections.Projection{customers, audit},
+		Logger: cfg.log, Observer: cfg.observer,
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	reader, err := projections.NewReader(projections.ReaderConfig{Store: store, Streams: cfg.streams, Codec: cfg.codec, Notifier: engine})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &readSide{store: store, engine: engine, reader: reader}, nil
+}
+
+// openReadModelsReadOnly opens the read models of a folder another process
+// may be serving, for status reports.
+func (f *storeFlags) openReadModelsReadOnly(ctx context.Context) (*sqlite.Store, error) {
+	if _, err := os.Stat(f.readPath()); err != nil {
+		return nil, fmt.Errorf("no read models at %s (has `kyc serve` run on this --data?): %w", f.readPath(), err)
+	}
+	return sqlite.OpenReadOnly(ctx, f.readPath())
+}

@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS audit_g{gen};
+DROP TABLE IF EXISTS audit_companies_g{gen};
+DROP TABLE IF EXISTS audit_counts_g{gen};
