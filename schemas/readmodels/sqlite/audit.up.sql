@@ -1,6 +1,6 @@
 -- Tables of one generation of the audit projection. {gen} is replaced by
--- the generation number; indexes are made with the empty table (see
--- customers.up.sql). Times are unix nanoseconds.
+-- the generation number; indexes are made when the generation is activated
+-- (see customers.up.sql). Times are unix nanoseconds.
 
 -- One row per event, in log order. The log position is unique, so it is
 -- the key the newest-first order walks.

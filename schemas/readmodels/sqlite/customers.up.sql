@@ -1,7 +1,8 @@
 -- Tables of one generation of the customers projection. {gen} is replaced
--- by the generation number. Every index is created here, with the empty
--- table: a rebuild then maintains them row by row, where building them at
--- the end would hold the write lock for as long as a sort of every row.
+-- by the generation number. The store creates the tables with the
+-- generation and each one-line CREATE INDEX statement when it activates the
+-- generation: a rebuild fills bare tables and sorts every index once, at the
+-- end, which is several times faster than keeping them up to date row by row.
 
 -- One row per customer, with the columns filters and sorts use. seq is
 -- assigned on first insert and kept on replace; it breaks sort ties so pages
