@@ -82,12 +82,8 @@ func (p *Audit) Apply(ctx context.Context, gen Generation, events []domain.Recor
 func AuditEntryOf(ev domain.Event, e domain.RecordedEvent, company string) (AuditEntry, error) {
 	id, _ := domain.CustomerIDFromStream(e.Stream)
 	entry := AuditEntry{
-		Position: e.Position, EventID: e.ID.String(), CustomerID: id, CompanyID: company, Revision: e.Revision,
-		Type: e.Type, Actor: e.Actor, OccurredAt: e.OccurredAt, RecordedAt: e.RecordedAt,
+		EventLine: EventLineOf(ev, e), Position: e.Position, CustomerID: id, CompanyID: company,
 		CorrelationID: e.CorrelationID, Changes: []FieldChange{},
-	}
-	if sc, ok := ev.(*domain.StatusChanged); ok {
-		entry.From, entry.To, entry.Transition, entry.Reason, entry.Labels = sc.From, sc.To, sc.Transition, sc.Reason, sc.Labels
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {

@@ -180,23 +180,39 @@ type ListPage struct {
 	Rows    []CustomerRow
 }
 
-// AuditEntry is one event as the audit log shows it.
-type AuditEntry struct {
-	Position   domain.Position `json:"position"`
-	EventID    string          `json:"event_id"`
-	CustomerID string          `json:"customer_id"`
-	CompanyID  string          `json:"company_id"`
-	Revision   uint64          `json:"revision"`
-	Type       string          `json:"type"`
-	Actor      domain.Actor    `json:"actor"`
-	OccurredAt time.Time       `json:"occurred_at"`
-	RecordedAt time.Time       `json:"recorded_at"`
+// EventLine is what the audit log and the history both say of an event:
+// which one, who, when, and the status move it made.
+type EventLine struct {
+	EventID    string       `json:"event_id"`
+	Revision   uint64       `json:"revision"`
+	Type       string       `json:"type"`
+	Actor      domain.Actor `json:"actor"`
+	OccurredAt time.Time    `json:"occurred_at"`
+	RecordedAt time.Time    `json:"recorded_at"`
 	// From, To, Transition, Reason and Labels are set for status changes.
 	From       string   `json:"from,omitempty"`
 	To         string   `json:"to,omitempty"`
 	Transition string   `json:"transition,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
 	Labels     []string `json:"labels,omitempty"`
+}
+
+// EventLineOf describes a decoded event.
+func EventLineOf(ev domain.Event, e domain.RecordedEvent) EventLine {
+	l := EventLine{EventID: e.ID.String(), Revision: e.Revision, Type: e.Type, Actor: e.Actor,
+		OccurredAt: e.OccurredAt, RecordedAt: e.RecordedAt}
+	if sc, ok := ev.(*domain.StatusChanged); ok {
+		l.From, l.To, l.Transition, l.Reason, l.Labels = sc.From, sc.To, sc.Transition, sc.Reason, sc.Labels
+	}
+	return l
+}
+
+// AuditEntry is one event as the audit log shows it.
+type AuditEntry struct {
+	EventLine
+	Position   domain.Position `json:"position"`
+	CustomerID string          `json:"customer_id"`
+	CompanyID  string          `json:"company_id"`
 	// Changes names the fields the event changed. Values of personal fields
 	// are left out, so the audit log holds no personal data of its own.
 	Changes       []FieldChange `json:"changes"`

@@ -181,18 +181,8 @@ func visibleTo(caller domain.Caller, company string) bool {
 
 // HistoryEntry is one step of a customer's timeline.
 type HistoryEntry struct {
-	Revision   uint64       `json:"revision"`
-	EventID    string       `json:"event_id"`
-	Type       string       `json:"type"`
-	Actor      domain.Actor `json:"actor"`
-	OccurredAt time.Time    `json:"occurred_at"`
-	RecordedAt time.Time    `json:"recorded_at"`
-	From       string       `json:"from,omitempty"`
-	To         string       `json:"to,omitempty"`
-	Transition string       `json:"transition,omitempty"`
-	Reason     string       `json:"reason,omitempty"`
-	Labels     []string     `json:"labels,omitempty"`
-	RejectType string       `json:"reject_type,omitempty"`
+	EventLine
+	RejectType string `json:"reject_type,omitempty"`
 	// Changes are the customer's fields this event changed, with the value
 	// before and after.
 	Changes []FieldChange `json:"changes"`
@@ -228,10 +218,9 @@ func HistoryOf(codec *domain.Codec, caller domain.Caller, events []domain.Record
 			return nil, fmt.Errorf("customer %s: %w", c.ID, ErrNotFound)
 		}
 		after := fieldsOf(&c)
-		h := HistoryEntry{Revision: e.Revision, EventID: e.ID.String(), Type: e.Type, Actor: e.Actor,
-			OccurredAt: e.OccurredAt, RecordedAt: e.RecordedAt, Changes: diffFields(before, after)}
+		h := HistoryEntry{EventLine: EventLineOf(rec.Event, e), Changes: diffFields(before, after)}
 		if sc, ok := rec.Event.(*domain.StatusChanged); ok {
-			h.From, h.To, h.Transition, h.Reason, h.Labels, h.RejectType = sc.From, sc.To, sc.Transition, sc.Reason, sc.Labels, sc.RejectType
+			h.RejectType = sc.RejectType
 		}
 		if caller.Actor.Kind == domain.ActorCustomer {
 			h.Reason = ""

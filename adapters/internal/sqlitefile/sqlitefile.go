@@ -4,6 +4,7 @@
 package sqlitefile
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
 )
 
@@ -57,4 +59,37 @@ func Open(path, mode string, pragmas []string, immediate bool) (*sql.DB, error) 
 		return nil, err
 	}
 	return sql.OpenDB(connector), nil
+}
+
+// Migrate brings the file at path to the newest schema of p and checks that
+// it got there; errVersion is the caller's sentinel for a schema mismatch.
+func Migrate(ctx context.Context, p *goose.Provider, path string, errVersion error) error {
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate %s: %w", path, err)
+	}
+	return checkVersions(ctx, p, path, errVersion)
+}
+
+// CheckSchema refuses a file whose schema is not p's newest, without
+// changing it: readers of a file another process writes must not migrate it.
+func CheckSchema(ctx context.Context, p *goose.Provider, path string, errVersion error) error {
+	pending, err := p.HasPending(ctx)
+	if err != nil {
+		return fmt.Errorf("%s has no readable schema: %w", path, err)
+	}
+	if pending {
+		return fmt.Errorf("%w: %s has migrations pending; open it for writing once to migrate", errVersion, path)
+	}
+	return checkVersions(ctx, p, path, errVersion)
+}
+
+func checkVersions(ctx context.Context, p *goose.Provider, path string, errVersion error) error {
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("schema version of %s: %w", path, err)
+	}
+	if current != target {
+		return fmt.Errorf("%w: %s is at schema version %d, this binary knows version %d", errVersion, path, current, target)
+	}
+	return nil
 }

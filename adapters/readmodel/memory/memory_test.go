@@ -48,7 +48,7 @@ func TestRowsAreCopied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry := projections.AuditEntry{CustomerID: "c1", Type: "StatusChanged", Labels: []string{"x"},
+	entry := projections.AuditEntry{CustomerID: "c1", EventLine: projections.EventLine{Type: "StatusChanged", Labels: []string{"x"}},
 		Changes: []projections.FieldChange{{Field: "status", To: []byte(`"A"`)}}}
 	if err := s.AppendAudit(ctx, ag, domain.Position{Commit: 1}, []projections.AuditEntry{entry}); err != nil {
 		t.Fatal(err)

@@ -324,15 +324,17 @@ func randomEntry(rng *rand.Rand, i int, customers []string, companyOf map[string
 	}
 	typ := pick(rng, auditTypes)
 	e := projections.AuditEntry{
+		EventLine: projections.EventLine{
+			EventID:    fmt.Sprintf("evt-%05d", i),
+			Revision:   uint64(1 + rng.IntN(20)),
+			Type:       typ,
+			Actor:      domain.Actor{Kind: domain.ActorKind("operator"), ID: pick(rng, actors), Company: companyOf[customer]},
+			OccurredAt: randomTime(rng),
+			RecordedAt: randomTime(rng),
+		},
 		Position:   domain.Position{Commit: commit, Prepare: prepare},
-		EventID:    fmt.Sprintf("evt-%05d", i),
 		CustomerID: customer,
 		CompanyID:  companyOf[customer],
-		Revision:   uint64(1 + rng.IntN(20)),
-		Type:       typ,
-		Actor:      domain.Actor{Kind: domain.ActorKind("operator"), ID: pick(rng, actors), Company: companyOf[customer]},
-		OccurredAt: randomTime(rng),
-		RecordedAt: randomTime(rng),
 		Changes:    []projections.FieldChange{{Field: "status", To: json.RawMessage(`"approved"`)}},
 	}
 	if typ == "StatusChanged" {

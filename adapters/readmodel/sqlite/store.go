@@ -223,37 +223,22 @@ func newProvider(db *sql.DB) (*goose.Provider, error) {
 
 func migrate(ctx context.Context, db *sql.DB, path string) error {
 	p, err := newProvider(db)
+	if err == nil {
+		err = sqlitefile.Migrate(ctx, p, path, ErrSchemaVersion)
+	}
 	if err != nil {
-		return fmt.Errorf("sqlite read model: migrations: %w", err)
+		return fmt.Errorf("sqlite read model: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqlite read model: migrate %s: %w", path, err)
-	}
-	return checkVersions(ctx, p, path)
+	return nil
 }
 
 func checkSchema(ctx context.Context, db *sql.DB, path string) error {
 	p, err := newProvider(db)
+	if err == nil {
+		err = sqlitefile.CheckSchema(ctx, p, path, ErrSchemaVersion)
+	}
 	if err != nil {
-		return fmt.Errorf("sqlite read model: migrations: %w", err)
-	}
-	pending, err := p.HasPending(ctx)
-	if err != nil {
-		return fmt.Errorf("sqlite read model: %s is not a readable read-model store: %w", path, err)
-	}
-	if pending {
-		return fmt.Errorf("%w: %s has migrations pending; open it for writing once to migrate", ErrSchemaVersion, path)
-	}
-	return checkVersions(ctx, p, path)
-}
-
-func checkVersions(ctx context.Context, p *goose.Provider, path string) error {
-	current, target, err := p.GetVersions(ctx)
-	if err != nil {
-		return fmt.Errorf("sqlite read model: schema version of %s: %w", path, err)
-	}
-	if current != target {
-		return fmt.Errorf("%w: %s is at schema version %d, this binary knows version %d", ErrSchemaVersion, path, current, target)
+		return fmt.Errorf("sqlite read model: %w", err)
 	}
 	return nil
 }
