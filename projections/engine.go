@@ -34,6 +34,16 @@ type Observer interface {
 	Lag(projection string, events int64, seconds float64)
 }
 
+// Leases hands each projection to one process at a time, for deployments
+// where several processes share one read-model store. The lease, not the
+// process, owns the projection's runner: when it is lost the runner stops.
+type Leases interface {
+	// Acquire blocks until this process holds the named lease or ctx ends.
+	// The returned context ends when the lease is lost; release gives the
+	// lease up and must be called once.
+	Acquire(ctx context.Context, name string) (held context.Context, release func(), err error)
+}
+
 // EngineConfig wires an Engine.
 type EngineConfig struct {
 	Events      EventSource
@@ -41,6 +51,9 @@ type EngineConfig struct {
 	Projections []Projection
 	Logger      *slog.Logger
 	Observer    Observer
+	// Leases, when set, makes each projection run only in the process that
+	// holds its lease; without it this process is the only one.
+	Leases Leases
 	// BatchSize caps the events applied in one transaction (default 1000).
 	BatchSize int
 	// LagInterval is how often lag is measured for the observer (default 1s).
@@ -56,13 +69,18 @@ type Engine struct {
 	projections []Projection
 	log         *slog.Logger
 	observer    Observer
+	leases      Leases
 	batchSize   int
 	lagInterval time.Duration
 	clock       func() time.Time
 	applied     notifier
 
-	mu       sync.Mutex
-	base     context.Context
+	mu   sync.Mutex
+	base context.Context
+	// held is, per projection, the context of this process's hold on it:
+	// the engine's own context without leases, the lease's with them. A
+	// projection absent from it runs in another process.
+	held     map[string]context.Context
 	live     map[string]*runner
 	rebuilds map[string]*RebuildProgress
 	lastErr  map[string]error
@@ -81,9 +99,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, errors.New("projections: engine needs events, a store and projections")
 	}
 	e := &Engine{
-		events: cfg.Events, store: cfg.Store, log: cfg.Logger, observer: cfg.Observer,
+		events: cfg.Events, store: cfg.Store, log: cfg.Logger, observer: cfg.Observer, leases: cfg.Leases,
 		batchSize: cfg.BatchSize, lagInterval: cfg.LagInterval, clock: cfg.Clock,
-		live: map[string]*runner{}, rebuilds: map[string]*RebuildProgress{}, lastErr: map[string]error{},
+		held: map[string]context.Context{}, live: map[string]*runner{}, rebuilds: map[string]*RebuildProgress{}, lastErr: map[string]error{},
 	}
 	names := map[string]bool{}
 	for _, p := range cfg.Projections {
@@ -134,6 +152,9 @@ func (e *Engine) Names() []string {
 // filled from the start of the log; one whose active generation was built by
 // another version of its logic keeps serving reads while a rebuild replaces
 // it. Generations left behind by an interrupted rebuild are dropped.
+//
+// With Leases, each projection starts once this process holds its lease, and
+// stops when the lease is lost; Start itself does not wait for leases.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	if e.base != nil {
@@ -142,49 +163,138 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.base = ctx
 	e.mu.Unlock()
-	var outdated []Projection
-	for _, p := range e.projections {
-		st, ok, err := e.store.State(ctx, p.Name())
-		if err != nil {
-			return fmt.Errorf("projection %s: %w", p.Name(), err)
+	if e.leases != nil {
+		for _, p := range e.projections {
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				e.lead(ctx, p)
+			}()
 		}
-		for _, g := range st.Building {
-			if err := e.store.DropGeneration(ctx, p.Name(), g); err != nil {
-				return fmt.Errorf("projection %s: drop unfinished generation %d: %w", p.Name(), g, err)
-			}
-			e.log.Info("projection: dropped an unfinished rebuild", "projection", p.Name(), "generation", g)
-		}
-		if !ok {
-			g, err := e.store.CreateGeneration(ctx, p.Name(), p.Version())
-			if err == nil {
-				err = e.store.Activate(ctx, p.Name(), g)
-			}
+	} else {
+		var outdated []Projection
+		for _, p := range e.projections {
+			stale, err := e.takeOver(ctx, p)
 			if err != nil {
-				return fmt.Errorf("projection %s: first generation: %w", p.Name(), err)
+				return err
 			}
-			st.Active = g
-			e.log.Info("projection: building from the start of the log", "projection", p.Name(), "generation", g)
-		} else if st.Version != p.Version() {
-			outdated = append(outdated, p)
+			if stale {
+				outdated = append(outdated, p)
+			}
 		}
-		e.startLive(p, st.Active)
+		for _, p := range outdated {
+			e.rebuildOutdated(ctx, p)
+		}
 	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		e.watchLag(ctx)
 	}()
-	for _, p := range outdated {
-		e.log.Info("projection: built by another version; rebuilding while the old one serves reads", "projection", p.Name(), "version", p.Version())
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			if err := e.Rebuild(ctx, p.Name(), nil); err != nil && ctx.Err() == nil {
-				e.log.Error("projection: rebuild failed", "projection", p.Name(), "err", err)
-			}
-		}()
-	}
 	return nil
+}
+
+// takeOver starts this process's runner of p under held: it drops what an
+// interrupted rebuild left, makes the first generation if there is none, and
+// says whether the active generation was built by another version of p.
+func (e *Engine) takeOver(held context.Context, p Projection) (outdated bool, err error) {
+	st, ok, err := e.store.State(held, p.Name())
+	if err != nil {
+		return false, fmt.Errorf("projection %s: %w", p.Name(), err)
+	}
+	for _, g := range st.Building {
+		if err := e.store.DropGeneration(held, p.Name(), g); err != nil {
+			return false, fmt.Errorf("projection %s: drop unfinished generation %d: %w", p.Name(), g, err)
+		}
+		e.log.Info("projection: dropped an unfinished rebuild", "projection", p.Name(), "generation", g)
+	}
+	if !ok {
+		g, err := e.store.CreateGeneration(held, p.Name(), p.Version())
+		if err == nil {
+			err = e.store.Activate(held, p.Name(), g)
+		}
+		if err != nil {
+			return false, fmt.Errorf("projection %s: first generation: %w", p.Name(), err)
+		}
+		st.Active = g
+		e.log.Info("projection: building from the start of the log", "projection", p.Name(), "generation", g)
+	}
+	e.mu.Lock()
+	e.held[p.Name()] = held
+	e.mu.Unlock()
+	e.startLive(p, st.Active)
+	return ok && st.Version != p.Version(), nil
+}
+
+func (e *Engine) rebuildOutdated(held context.Context, p Projection) {
+	e.log.Info("projection: built by another version; rebuilding while the old one serves reads", "projection", p.Name(), "version", p.Version())
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		if err := e.Rebuild(held, p.Name(), nil); err != nil && held.Err() == nil {
+			e.log.Error("projection: rebuild failed", "projection", p.Name(), "err", err)
+		}
+	}()
+}
+
+// lead runs p whenever this process holds its lease, until ctx ends. A
+// process that dies loses its lease with its connection, so another one's
+// Acquire returns and carries on from the checkpoint the dead one committed.
+func (e *Engine) lead(ctx context.Context, p Projection) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		held, release, err := e.leases.Acquire(ctx, "projection:"+p.Name())
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("projection: cannot take its lease", "projection", p.Name(), "err", err, "retry_in", backoff.String())
+				sleepCtx(ctx, backoff)
+				backoff = min(2*backoff, 30*time.Second)
+			}
+			continue
+		}
+		e.log.Info("projection: lease taken; running here", "projection", p.Name())
+		outdated, err := e.takeOver(held, p)
+		if err != nil {
+			e.log.Error("projection: cannot start", "projection", p.Name(), "err", err, "retry_in", backoff.String())
+			release()
+			sleepCtx(ctx, backoff)
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if outdated {
+			e.rebuildOutdated(held, p)
+		}
+		<-held.Done()
+		e.mu.Lock()
+		delete(e.held, p.Name())
+		r := e.live[p.Name()]
+		delete(e.live, p.Name())
+		e.mu.Unlock()
+		if r != nil {
+			r.cancel()
+			<-r.done
+		}
+		release()
+		if ctx.Err() == nil {
+			e.log.Warn("projection: lease lost; another process takes over", "projection", p.Name())
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// RunsHere reports whether this process runs the named projection now
+// (always, once started, without leases).
+func (e *Engine) RunsHere(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.held[name] != nil
 }
 
 // Wait returns when everything Start began has stopped (after ctx ended).
@@ -194,7 +304,10 @@ func (e *Engine) Wait() { e.wg.Wait() }
 // a failure it waits and resumes from the stored checkpoint, which moved
 // together with the rows, so nothing is skipped or applied twice.
 func (e *Engine) startLive(p Projection, gen Generation) {
-	ctx, cancel := context.WithCancel(e.base)
+	e.mu.Lock()
+	parent := e.held[p.Name()]
+	e.mu.Unlock()
+	ctx, cancel := context.WithCancel(parent)
 	r := &runner{gen: gen, cancel: cancel, done: make(chan struct{})}
 	e.mu.Lock()
 	e.live[p.Name()] = r
@@ -331,10 +444,14 @@ func (e *Engine) Rebuild(ctx context.Context, name string, progress func(Rebuild
 		return err
 	}
 	e.mu.Lock()
-	base := e.base
-	if base == nil {
+	if e.base == nil {
 		e.mu.Unlock()
 		return errors.New("projections: rebuild: the engine is not started")
+	}
+	base := e.held[name]
+	if base == nil {
+		e.mu.Unlock()
+		return fmt.Errorf("projection %s: %w", name, ErrRunsElsewhere)
 	}
 	if _, busy := e.rebuilds[name]; busy {
 		e.mu.Unlock()
@@ -363,8 +480,8 @@ func (e *Engine) Rebuild(ctx context.Context, name string, progress func(Rebuild
 	e.mu.Unlock()
 	e.log.Info("projection: rebuild started", "projection", name, "generation", gen, "events", prog.Total)
 
-	// The new runner lives on the engine's context, not the caller's: once
-	// swapped in, it is the live runner.
+	// The new runner lives on this process's hold of the projection, not on
+	// the caller's context: once swapped in, it is the live runner.
 	runCtx, cancel := context.WithCancel(base)
 	r := &runner{gen: gen, cancel: cancel, done: make(chan struct{})}
 	ready := make(chan struct{})
@@ -469,6 +586,9 @@ type Status struct {
 	LagSeconds float64          `json:"lag_seconds"`
 	Error      string           `json:"error,omitempty"`
 	Rebuild    *RebuildProgress `json:"rebuild,omitempty"`
+	// RunsHere says the process that answered runs the projection; with
+	// several processes on one database, exactly one of them does.
+	RunsHere bool `json:"runs_here"`
 }
 
 // Status reports every projection the engine runs.
@@ -483,6 +603,7 @@ func (e *Engine) Status(ctx context.Context) ([]Status, error) {
 		if err := e.lastErr[p.Name()]; err != nil {
 			st.Error = err.Error()
 		}
+		st.RunsHere = e.held[p.Name()] != nil
 		if rb := e.rebuilds[p.Name()]; rb != nil {
 			cp := *rb
 			st.Rebuild = &cp

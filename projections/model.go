@@ -37,6 +37,9 @@ var (
 	ErrUnknownProjection = errors.New("unknown projection")
 	// ErrRebuildRunning: a rebuild of that projection is already running.
 	ErrRebuildRunning = errors.New("a rebuild of this projection is already running")
+	// ErrRunsElsewhere: another process holds the projection's lease, so
+	// only that process can rebuild it.
+	ErrRunsElsewhere = errors.New("this projection runs in another process")
 )
 
 // CustomerRow is one customer in the customers read model: the folded state

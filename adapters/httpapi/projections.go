@@ -75,6 +75,9 @@ func (s *Server) rebuildProjection(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, r, fieldProblem(http.StatusNotFound, "unknown-projection", "Unknown projection", "name", err.Error()))
 		case errors.Is(err, projections.ErrRebuildRunning):
 			writeProblem(w, r, Problem{Type: problemBase + "rebuild-running", Status: http.StatusConflict, Detail: err.Error()})
+		case errors.Is(err, projections.ErrRunsElsewhere):
+			writeProblem(w, r, Problem{Type: problemBase + "projection-elsewhere", Status: http.StatusConflict,
+				Detail: err.Error() + "; send the rebuild to the process that runs it (see its log line \"lease taken\")"})
 		default:
 			s.fail(w, r, err)
 		}
