@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/kycengine/kyc/domain"
 )
@@ -18,6 +19,14 @@ type Projection interface {
 	Apply(ctx context.Context, gen Generation, events []domain.RecordedEvent, last domain.Position) error
 }
 
+// Forgetter is implemented by projections that keep state of a generation
+// between batches. The engine calls Forget whenever a runner of gen starts or
+// stops, because another runner (after a failure, or in another process that
+// held the lease meanwhile) may have written the generation since.
+type Forgetter interface {
+	Forget(gen Generation)
+}
+
 // Customers is the projection behind the customer list and the profile: it
 // folds each customer's events with the same domain.Customer.Apply the
 // write side uses, so the read model cannot disagree with a replay.
@@ -25,6 +34,63 @@ type Customers struct {
 	store      Store
 	codec      *domain.Codec
 	lifecycles *domain.Lifecycles
+
+	// recent keeps the rows last written, per generation: a customer's
+	// events come in bursts a few hundred customers apart in the log, and
+	// loading a row back costs a query and a JSON decode, most of a batch's
+	// time in a rebuild.
+	mu     sync.Mutex
+	recent map[Generation]*rowCache
+}
+
+// rowCacheSize bounds each generation's cache of recent rows (twice this
+// many at most are held).
+const rowCacheSize = 8192
+
+// rowCache is a two-map approximation of LRU: rows go into hot; when hot is
+// full it becomes cold and a new hot starts; a hit in cold moves back to hot.
+type rowCache struct {
+	hot, cold map[string]*CustomerRow
+}
+
+func (c *rowCache) get(id string) (*CustomerRow, bool) {
+	if r, ok := c.hot[id]; ok {
+		return r, true
+	}
+	if r, ok := c.cold[id]; ok {
+		delete(c.cold, id)
+		c.put(r)
+		return r, true
+	}
+	return nil, false
+}
+
+func (c *rowCache) put(r *CustomerRow) {
+	if len(c.hot) >= rowCacheSize {
+		c.cold, c.hot = c.hot, make(map[string]*CustomerRow, rowCacheSize)
+	}
+	c.hot[r.Customer.ID] = r
+}
+
+// Forget implements Forgetter.
+func (p *Customers) Forget(gen Generation) {
+	p.mu.Lock()
+	delete(p.recent, gen)
+	p.mu.Unlock()
+}
+
+func (p *Customers) cache(gen Generation) *rowCache {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recent == nil {
+		p.recent = map[Generation]*rowCache{}
+	}
+	c := p.recent[gen]
+	if c == nil {
+		c = &rowCache{hot: map[string]*CustomerRow{}}
+		p.recent[gen] = c
+	}
+	return c
 }
 
 // NewCustomers validates its dependencies.
@@ -41,18 +107,36 @@ func (*Customers) Name() string { return CustomersProjection }
 func (*Customers) Version() int { return 1 }
 
 func (p *Customers) Apply(ctx context.Context, gen Generation, events []domain.RecordedEvent, last domain.Position) error {
-	// Customers whose registration is in this batch need no load: that is
-	// most of them during a rebuild, where a stream's events are close
-	// together in the log.
+	// Only one runner applies a generation at a time, so the cache needs no
+	// lock of its own while Apply runs; a failed batch may have changed
+	// cached rows without storing them, so it forgets them all.
+	cache := p.cache(gen)
+	if err := p.apply(ctx, gen, cache, events, last); err != nil {
+		p.Forget(gen)
+		return err
+	}
+	return nil
+}
+
+func (p *Customers) apply(ctx context.Context, gen Generation, cache *rowCache, events []domain.RecordedEvent, last domain.Position) error {
+	// Customers whose registration is in this batch need no load, nor do
+	// those in the cache.
 	var order, load []string
-	seen := map[string]bool{}
+	state := map[string]*CustomerRow{}
 	for _, e := range events {
 		id, ok := domain.CustomerIDFromStream(e.Stream)
-		if !ok || seen[id] {
+		if !ok {
 			continue
 		}
-		seen[id] = true
+		if _, seen := state[id]; seen {
+			continue
+		}
 		order = append(order, id)
+		if r, ok := cache.get(id); ok {
+			state[id] = r
+			continue
+		}
+		state[id] = nil
 		if e.Revision != 0 {
 			load = append(load, id)
 		}
@@ -61,7 +145,6 @@ func (p *Customers) Apply(ctx context.Context, gen Generation, events []domain.R
 	if err != nil {
 		return fmt.Errorf("customers projection: load: %w", err)
 	}
-	state := make(map[string]*CustomerRow, len(order))
 	for _, e := range events {
 		id, ok := domain.CustomerIDFromStream(e.Stream)
 		if !ok {
@@ -98,6 +181,12 @@ func (p *Customers) Apply(ctx context.Context, gen Generation, events []domain.R
 	}
 	if err := p.store.PutCustomers(ctx, gen, last, rows); err != nil {
 		return fmt.Errorf("customers projection: put: %w", err)
+	}
+	// PutCustomers numbered new rows; the cache keeps them as stored.
+	for i := range rows {
+		r := state[rows[i].Customer.ID]
+		r.Seq = rows[i].Seq
+		cache.put(r)
 	}
 	return nil
 }

@@ -54,7 +54,12 @@ type EngineConfig struct {
 	// Leases, when set, makes each projection run only in the process that
 	// holds its lease; without it this process is the only one.
 	Leases Leases
-	// BatchSize caps the events applied in one transaction (default 1000).
+	// BatchSize caps the events applied in one transaction (default 5000).
+	// A batch takes only what has already arrived, so following a quiet log
+	// commits each event at once; a projection far behind (a rebuild, a
+	// restart) commits big batches, in which a customer's many events cost
+	// one row write. Measured on a rebuild: 1000 → 15k events/s, 5000 →
+	// 22k, 20000 → no better.
 	BatchSize int
 	// LagInterval is how often lag is measured for the observer (default 1s).
 	LagInterval time.Duration
@@ -115,7 +120,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	if e.batchSize <= 0 {
-		e.batchSize = 1000
+		e.batchSize = 5000
 	}
 	if e.lagInterval <= 0 {
 		e.lagInterval = time.Second
@@ -330,8 +335,15 @@ type progressWatch struct {
 }
 
 func (e *Engine) supervise(ctx context.Context, p Projection, gen Generation, watch *progressWatch) {
+	forget := func() {
+		if f, ok := p.(Forgetter); ok {
+			f.Forget(gen)
+		}
+	}
+	defer forget()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		forget()
 		from, err := e.store.Checkpoint(ctx, p.Name(), gen)
 		if err == nil {
 			err = e.run(ctx, p, gen, from, watch)
