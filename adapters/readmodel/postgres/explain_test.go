@@ -1,0 +1,247 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kycengine/kyc/adapters/internal/pgtest"
+	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/projections"
+)
+
+func TestPrefixEnd(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"ab", "ac", true},
+		{"é", "ê", true},
+		{"a\U0010FFFF", "b", true},
+		{"\U0010FFFF", "", false},
+		{"", "", false},
+		{"x\uD7FF", "x\uE000", true},
+	} {
+		got, ok := prefixEnd(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("prefixEnd(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// explainCustomers makes n customers whose values spread like real ones:
+// a few common values and a long tail, so that selective filters exist.
+func explainCustomers(n int) []projections.CustomerRow {
+	rng := rand.New(rand.NewPCG(42, 42))
+	skewed := func(common string, tail string, tailSize int) string {
+		if rng.IntN(10) < 7 {
+			return common
+		}
+		return fmt.Sprintf("%s%d", tail, rng.IntN(tailSize))
+	}
+	syllables := []string{"ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "an", "el", "or"}
+	word := func() string {
+		var b strings.Builder
+		for range 2 + rng.IntN(3) {
+			b.WriteString(syllables[rng.IntN(len(syllables))])
+		}
+		return b.String()
+	}
+	start := time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
+	rows := make([]projections.CustomerRow, n)
+	for i := range rows {
+		c := &domain.Customer{
+			ID:                fmt.Sprintf("cus-%06d", i),
+			PublicID:          fmt.Sprintf("P%07d", rng.IntN(10_000_000)),
+			CompanyID:         fmt.Sprintf("co-%02d", rng.IntN(10)),
+			Status:            skewed("approved", "status-", 6),
+			Nationality:       skewed("PT", "N", 40),
+			Risk:              skewed("normal", "risk-", 3),
+			VideoCallStatus:   skewed("", "video-", 4),
+			VerificationLevel: rng.IntN(6),
+			CreatedByAgent:    skewed("", "agent-", 50),
+			ReferralCode:      skewed("", "REF", 200),
+			CreatedAt:         start.Add(time.Duration(rng.Int64N(int64(2 * 365 * 24 * time.Hour)))),
+			Name:              &domain.Name{First: word(), Last: word()},
+			BirthDate:         fmt.Sprintf("%04d-%02d-%02d", 1940+rng.IntN(67), 1+rng.IntN(12), 1+rng.IntN(28)),
+			Emails:            []string{fmt.Sprintf("%s%d@example.com", word(), i)},
+			Address:           &domain.Address{Country: skewed("PT", "C", 40)},
+		}
+		for range rng.IntN(3) {
+			c.Tags = append(c.Tags, fmt.Sprintf("tag-%d", rng.IntN(40)))
+		}
+		c.AccessRoles = []string{fmt.Sprintf("role-%d", rng.IntN(10))}
+		c.AccessGroups = []string{fmt.Sprintf("group-%d", rng.IntN(20))}
+		for d := range rng.IntN(3) {
+			c.Documents = append(c.Documents, domain.Document{ID: fmt.Sprint(d), Type: skewed("passport", "doc-", 10),
+				ExpiryDate: fmt.Sprintf("%04d-%02d-%02d", 2020+rng.IntN(15), 1+rng.IntN(12), 1+rng.IntN(28))})
+		}
+		if rng.IntN(10) < 7 {
+			t := c.CreatedAt.Add(time.Hour * time.Duration(rng.IntN(1000)))
+			c.LastStatusUpdate = &t
+		}
+		rows[i] = projections.CustomerRow{Customer: c, VerificationStatus: skewed("identified", "vs-", 3),
+			State: skewed("active", "state-", 3), AggregatedStatus: "active"}
+	}
+	return rows
+}
+
+// TestListQueryPlans checks, with EXPLAIN on a few thousand customers, that
+// each list filter, the sorts and the counts are served by their indexes.
+// Run with -v to see the plans.
+func TestListQueryPlans(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows := explainCustomers(5000)
+	gen, err := s.CreateGeneration(ctx, projections.CustomersProjection, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(rows); i += 500 {
+		if err := s.PutCustomers(ctx, gen, domain.Position{Commit: 1, Prepare: 1}, rows[i:i+500]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Activate(ctx, projections.CustomersProjection, gen); err != nil {
+		t.Fatal(err)
+	}
+	ix := func(name string) string { return fmt.Sprintf("read_customers_g%d_%s", gen, name) }
+	age := 30
+	now := time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)
+	created := rows[0].Customer.CreatedAt
+	for _, tc := range []struct {
+		name string
+		q    projections.ListQuery
+		// page and count name what must serve the page and the total.
+		page, count string
+	}{
+		{"newest first", projections.ListQuery{}, ix("created"), fmt.Sprintf("read_customer_counts_g%d", gen)},
+		{"company by name", projections.ListQuery{ScopeCompany: "co-03", Sort: projections.SortName},
+			ix("company_name"), fmt.Sprintf("read_customer_counts_g%d_pkey", gen)},
+		{"company by last update", projections.ListQuery{ScopeCompany: "co-03", Sort: projections.SortLastStatusUpdate, Desc: true},
+			ix("company_updated"), fmt.Sprintf("read_customer_counts_g%d_pkey", gen)},
+		{"search", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4]}, fmt.Sprintf("read_search_g%d_pkey", gen), fmt.Sprintf("read_search_g%d_pkey", gen)},
+		{"search email", projections.ListQuery{Q: rows[9].Customer.Emails[0][:6]}, fmt.Sprintf("read_search_g%d_pkey", gen), fmt.Sprintf("read_search_g%d_pkey", gen)},
+		{"status", projections.ListQuery{Statuses: []string{"status-3"}}, "", ix("status")},
+		{"nationality", projections.ListQuery{Nationalities: []string{"N7", "N8"}}, "", ix("nationality")},
+		{"risk", projections.ListQuery{Risks: []string{"risk-1"}}, "", ix("risk")},
+		{"video call", projections.ListQuery{VideoCallStatuses: []string{"video-2"}}, "", ix("video")},
+		{"verification status", projections.ListQuery{VerificationStatuses: []string{"vs-1"}}, "", ix("vstatus")},
+		{"state", projections.ListQuery{States: []string{"state-2"}}, "", ix("state")},
+		{"country", projections.ListQuery{Countries: []string{"C3"}}, "", ix("country")},
+		{"agent", projections.ListQuery{Agents: []string{"agent-7"}}, ix("agent"), ix("agent")},
+		{"referral", projections.ListQuery{ReferralCodes: []string{"REF17"}}, ix("referral"), ix("referral")},
+		{"level", projections.ListQuery{VerificationLevels: []int{5}}, "", ix("level")},
+		{"created", projections.ListQuery{Created: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, ix("created"), ix("created")},
+		{"updated", projections.ListQuery{Updated: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, "", ix("updated")},
+		{"tags", projections.ListQuery{Tags: []string{"tag-5"}}, "", ix("tags")},
+		{"roles", projections.ListQuery{AccessRoles: []string{"role-5"}}, "", ix("roles")},
+		{"groups", projections.ListQuery{AccessGroups: []string{"group-5"}}, "", ix("groups")},
+		{"document types", projections.ListQuery{DocumentTypes: []string{"doc-5"}}, "", ix("doc_types")},
+		{"expiry", projections.ListQuery{Expiry: projections.DateRange{From: "2024-03-01", To: "2024-03-10"}},
+			fmt.Sprintf("read_expiry_g%d_pkey", gen), fmt.Sprintf("read_expiry_g%d_pkey", gen)},
+		{"age", projections.ListQuery{AgeMin: &age, AgeMax: &age}, "", ix("birth")},
+		{"company and status", projections.ListQuery{ScopeCompany: "co-01", Statuses: []string{"status-2"}}, "", ix("status")},
+	} {
+		q := tc.q
+		q.Now = now
+		q = q.Normalized()
+		pageSQL, pageArgs, countSQL, countArgs := listSQL(q, gen)
+		pagePlan := explain(t, ctx, s, pageSQL, pageArgs)
+		countPlan := explain(t, ctx, s, countSQL, countArgs)
+		t.Logf("%s\n-- page:\n%s\n-- count:\n%s", tc.name, pagePlan, countPlan)
+		if tc.page != "" && !strings.Contains(pagePlan, tc.page+" ") {
+			t.Errorf("%s: the page does not use %s", tc.name, tc.page)
+		}
+		if !strings.Contains(countPlan, tc.count+" ") && !strings.HasSuffix(countPlan, tc.count) {
+			t.Errorf("%s: the count does not use %s", tc.name, tc.count)
+		}
+	}
+}
+
+// TestAuditQueryPlans does the same for the audit log: newest first, alone
+// and after each filter.
+func TestAuditQueryPlans(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(7, 7))
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	entries := make([]projections.AuditEntry, 5000)
+	for i := range entries {
+		customer := fmt.Sprintf("cus-%04d", rng.IntN(1000))
+		entries[i] = projections.AuditEntry{
+			EventLine: projections.EventLine{EventID: fmt.Sprintf("evt-%05d", i), Type: fmt.Sprintf("Type%d", rng.IntN(20)),
+				Actor:      domain.Actor{Kind: domain.ActorOperator, ID: fmt.Sprintf("op-%d", rng.IntN(50))},
+				OccurredAt: start.Add(time.Duration(i) * time.Minute)},
+			Position:   domain.Position{Commit: uint64(10 + i), Prepare: uint64(10 + i)},
+			CustomerID: customer, CompanyID: fmt.Sprintf("co-%d", rng.IntN(10)),
+		}
+	}
+	gen, err := s.CreateGeneration(ctx, projections.AuditProjection, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, gen, domain.Position{Commit: 6000, Prepare: 6000}, entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate(ctx, projections.AuditProjection, gen); err != nil {
+		t.Fatal(err)
+	}
+	ix := func(name string) string { return fmt.Sprintf("read_audit_g%d_%s", gen, name) }
+	for _, tc := range []struct {
+		name        string
+		q           projections.AuditQuery
+		page, count string
+	}{
+		{"newest first", projections.AuditQuery{}, ix("position"), fmt.Sprintf("read_audit_counts_g%d", gen)},
+		{"company", projections.AuditQuery{ScopeCompany: "co-3"}, "", fmt.Sprintf("read_audit_counts_g%d_pkey", gen)},
+		{"customer", projections.AuditQuery{Customers: []string{"cus-0042"}}, ix("customer"), ix("customer")},
+		{"actor", projections.AuditQuery{Actors: []string{"op-7"}}, "", ix("actor")},
+		{"type", projections.AuditQuery{Types: []string{"Type3"}}, "", ix("type")},
+		{"time", projections.AuditQuery{Time: projections.TimeRange{From: start.Add(time.Hour), To: start.Add(2 * time.Hour)}},
+			"", ix("occurred")},
+	} {
+		pageSQL, pageArgs, countSQL, countArgs := auditSQL(tc.q.Normalized(), gen)
+		pagePlan := explain(t, ctx, s, pageSQL, pageArgs)
+		countPlan := explain(t, ctx, s, countSQL, countArgs)
+		t.Logf("%s\n-- page:\n%s\n-- count:\n%s", tc.name, pagePlan, countPlan)
+		if tc.page != "" && !strings.Contains(pagePlan, tc.page+" ") {
+			t.Errorf("%s: the page does not use %s", tc.name, tc.page)
+		}
+		if !strings.Contains(countPlan, tc.count+" ") && !strings.HasSuffix(countPlan, tc.count) {
+			t.Errorf("%s: the count does not use %s", tc.name, tc.count)
+		}
+	}
+}
+
+func explain(t *testing.T, ctx context.Context, s *Store, sql string, args []any) string {
+	t.Helper()
+	rows, err := s.pool.Query(ctx, "EXPLAIN "+sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
+}

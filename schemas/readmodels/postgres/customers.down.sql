@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS read_customers_g{gen};
+DROP TABLE IF EXISTS read_customer_docs_g{gen};
+DROP TABLE IF EXISTS read_search_g{gen};
+DROP TABLE IF EXISTS read_expiry_g{gen};
+DROP TABLE IF EXISTS read_customer_counts_g{gen};
