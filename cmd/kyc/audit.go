@@ -48,7 +48,7 @@ with --at TIME (RFC 3339) it stops at the last event recorded by then.`,
 				}
 				t = &parsed
 			}
-			store, err := flags.openReadOnly(cmd.Context())
+			store, err := flags.openEvents(cmd.Context(), true, nil, nil)
 			if err != nil {
 				return err
 			}
@@ -82,7 +82,7 @@ it in its stream. It exits 0 when every chain holds, and 2 naming the first
 broken event when anything was altered, removed or reordered.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := flags.openReadOnly(cmd.Context())
+			store, err := flags.openEvents(cmd.Context(), true, nil, nil)
 			if err != nil {
 				return err
 			}

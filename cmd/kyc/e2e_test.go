@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kycengine/kyc/adapters/pgtest"
 )
 
 // These tests start the real kyc binary.
@@ -41,7 +43,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build kyc:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// pgtest.Main also stops the PostgreSQL server the PostgreSQL tests start.
+	code := pgtest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -85,12 +85,12 @@ may run beside a server), or asks a server with --server.`,
 }
 
 func localStatus(ctx context.Context, f storeFlags) ([]projections.Status, error) {
-	events, err := f.openReadOnly(ctx)
+	events, err := f.openEvents(ctx, true, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer events.Close()
-	read, err := f.openReadModelsReadOnly(ctx)
+	read, err := f.openReadModels(ctx, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func localRebuild(ctx context.Context, f storeFlags, name string, bar *rebuildBa
 	if err != nil {
 		return err
 	}
-	events, err := f.openWritable(ctx)
+	events, err := f.openEvents(ctx, false, nil, nil)
 	if errors.Is(err, embedded.ErrLocked) {
 		return fmt.Errorf("%w\na server is running on this data folder: rebuild through it with --server URL (reads stay online)", err)
 	}
@@ -226,6 +226,11 @@ func localRebuild(ctx context.Context, f storeFlags, name string, bar *rebuildBa
 	if err := rs.engine.Start(runCtx); err != nil {
 		return err
 	}
+	// Where servers share the database, one of them runs the projection and
+	// keeps its lease; this process gets it only if none does.
+	if err := waitRunsHere(ctx, rs.engine, name, 5*time.Second); err != nil {
+		return err
+	}
 	var last projections.RebuildProgress
 	err = rs.engine.Rebuild(ctx, name, func(p projections.RebuildProgress) {
 		last = p
@@ -235,6 +240,21 @@ func localRebuild(ctx context.Context, f storeFlags, name string, bar *rebuildBa
 		return err
 	}
 	bar.finish(last)
+	return nil
+}
+
+func waitRunsHere(ctx context.Context, e *projections.Engine, name string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for !e.RunsHere(name) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("projection %s: %w (a server runs it): rebuild through that server with --server URL", name, projections.ErrRunsElsewhere)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	return nil
 }
 

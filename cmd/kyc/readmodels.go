@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
-	"github.com/kycengine/kyc/adapters/readmodel/sqlite"
 	"github.com/kycengine/kyc/domain"
 	"github.com/kycengine/kyc/projections"
 )
@@ -22,7 +20,7 @@ func (f *storeFlags) readPath() string { return filepath.Join(f.dataDir, readFil
 
 // readSide is the running read side of a process that owns the data folder.
 type readSide struct {
-	store  *sqlite.Store
+	store  readStore
 	engine *projections.Engine
 	reader *projections.Reader
 }
@@ -39,9 +37,14 @@ type readSideConfig struct {
 // openReadSide opens the read-model store and builds the engine and the
 // reader; the engine is not started.
 func (f *storeFlags) openReadSide(ctx context.Context, cfg readSideConfig) (*readSide, error) {
-	store, err := sqlite.Open(ctx, f.readPath())
+	store, err := f.openReadModels(ctx, false, cfg.log)
 	if err != nil {
 		return nil, fmt.Errorf("open read models: %w", err)
+	}
+	leases, err := f.leases(cfg.log)
+	if err != nil {
+		store.Close()
+		return nil, err
 	}
 	customers, err := projections.NewCustomers(store, cfg.codec, cfg.lifecycles)
 	if err != nil {
@@ -55,25 +58,23 @@ func (f *storeFlags) openReadSide(ctx context.Context, cfg readSideConfig) (*rea
 	}
 	engine, err := projections.NewEngine(projections.EngineConfig{
 		Events: cfg.events, Store: store, Projections: []projections.Projection{customers, audit},
-		Logger: cfg.log, Observer: cfg.observer,
+		Logger: cfg.log, Observer: cfg.observer, Leases: leases,
 	})
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
-	reader, err := projections.NewReader(projections.ReaderConfig{Store: store, Streams: cfg.streams, Codec: cfg.codec, Notifier: engine})
+	// Where several processes share the read models, the projection a read
+	// waits for may run in another process, so reads poll instead of
+	// waiting for this engine's commits.
+	var notifier projections.AppliedNotifier = engine
+	if leases != nil {
+		notifier = nil
+	}
+	reader, err := projections.NewReader(projections.ReaderConfig{Store: store, Streams: cfg.streams, Codec: cfg.codec, Notifier: notifier})
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	return &readSide{store: store, engine: engine, reader: reader}, nil
-}
-
-// openReadModelsReadOnly opens the read models of a folder another process
-// may be serving, for status reports.
-func (f *storeFlags) openReadModelsReadOnly(ctx context.Context) (*sqlite.Store, error) {
-	if _, err := os.Stat(f.readPath()); err != nil {
-		return nil, fmt.Errorf("no read models at %s (has `kyc serve` run on this --data?): %w", f.readPath(), err)
-	}
-	return sqlite.OpenReadOnly(ctx, f.readPath())
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kycengine/kyc/adapters/demo"
-	"github.com/kycengine/kyc/adapters/eventstore/embedded"
 	"github.com/kycengine/kyc/adapters/httpapi"
 	"github.com/kycengine/kyc/adapters/metrics"
 	"github.com/kycengine/kyc/domain"
@@ -32,8 +31,13 @@ func newServeCmd() *cobra.Command {
 	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the HTTP API on the embedded store",
-		Long: `serve runs the engine: the HTTP API, the command service and the store.
+		Short: "Run the HTTP API, the commands and the projections",
+		Long: `serve runs the engine: the HTTP API, the command service, the projections
+and the store. By default everything lives in the --data folder (SQLite
+files, no server needed). With --events postgres://... the events (and, unless
+--read says otherwise, the read models) live in PostgreSQL, and any number
+of serve processes may share that database: commands stay consistent through
+optimistic concurrency and each projection runs in one process at a time.
 
 Without --keys, the first start writes a superuser token into the data folder
 and logs where it is; send it as Authorization: Bearer <token>.`,
@@ -70,7 +74,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	m := metrics.New()
-	store, err := o.store.openWritable(ctx, embedded.WithObserver(m))
+	store, err := o.store.openEvents(ctx, false, log, m)
 	if err != nil {
 		return err
 	}
@@ -123,7 +127,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "store", store.Path(), "read_models", o.store.readPath(), "default_lifecycle", lifecycles.Default())
+	log.Info("serving", "addr", ln.Addr().String(), "store", o.store.describeEvents(), "read_models", o.store.describeRead(), "default_lifecycle", lifecycles.Default())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	if o.demo {
@@ -163,7 +167,7 @@ func authenticator(o serveOptions, log *slog.Logger) (*httpapi.Authenticator, er
 
 // seedDemo fills an empty store; a store with events is left alone, so
 // restarting `make run` keeps what is there.
-func seedDemo(ctx context.Context, log *slog.Logger, svc *domain.Service, store *embedded.Store, n int) {
+func seedDemo(ctx context.Context, log *slog.Logger, svc *domain.Service, store domain.EventStore, n int) {
 	existing, err := store.ReadAll(ctx, domain.Start, 1)
 	if err != nil {
 		log.Error("demo: cannot read the store", "err", err)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kycengine/kyc/adapters/internal/pgtest"
 	"github.com/kycengine/kyc/adapters/lease/postgres"
+	"github.com/kycengine/kyc/adapters/pgtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

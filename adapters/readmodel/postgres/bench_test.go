@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/kycengine/kyc/adapters/internal/pgtest"
+	"github.com/kycengine/kyc/adapters/pgtest"
 	"github.com/kycengine/kyc/adapters/readmodel/postgres"
 	"github.com/kycengine/kyc/projections"
 )

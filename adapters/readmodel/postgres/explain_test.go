@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kycengine/kyc/adapters/internal/pgtest"
+	"github.com/kycengine/kyc/adapters/pgtest"
 	"github.com/kycengine/kyc/domain"
 	"github.com/kycengine/kyc/projections"
 )

@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kycengine/kyc/adapters/internal/pgtest"
+	"github.com/kycengine/kyc/adapters/pgtest"
 	"github.com/kycengine/kyc/adapters/readmodel/postgres"
 	"github.com/kycengine/kyc/adapters/readmodel/readtest"
 	"github.com/kycengine/kyc/domain"
