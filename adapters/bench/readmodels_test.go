@@ -48,6 +48,42 @@ const (
 // ten events each); KYC_BENCH_DATA names a folder that keeps the generated
 // log between runs.
 func BenchmarkReadModels(b *testing.B) {
+	ds := openBenchDataset(b)
+	ctx := context.Background()
+	base := baselineReadModels(b, ctx, ds.store, ds.scratch, ds.m, ds.ls, ds.codec, ds.say)
+
+	rm, err := sqlite.Open(ctx, filepath.Join(ds.scratch, "read.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rm.Close() })
+	obs := &lagObserver{}
+	eng := rebuildEngine(b, ctx, ds, ds.store, rm, obs)
+	var rebuilds []rebuildFigure
+	for _, name := range []string{projections.CustomersProjection, projections.AuditProjection} {
+		rebuilds = append(rebuilds, rebuild(b, ctx, eng, name, ds.say))
+	}
+
+	lists := listLatencies(b, ctx, rm, ds.say)
+	lag := projectionLag(b, ctx, ds.store, rm, eng, obs, ds.ls, ds.codec, ds.say)
+
+	report(b, ds.n, ds.m, base, rebuilds, lists, lag, targetLagP99)
+}
+
+// benchDataset is the generated log the read-model benchmarks share.
+type benchDataset struct {
+	n       int
+	store   *embedded.Store
+	m       marker
+	scratch string // for files removed at the end
+	codec   *domain.Codec
+	ls      *domain.Lifecycles
+	say     func(string, ...any)
+}
+
+// openBenchDataset generates the log of KYC_BENCH_CUSTOMERS customers, or
+// reuses the one kept in KYC_BENCH_DATA.
+func openBenchDataset(b *testing.B) *benchDataset {
 	n := 1_000_000
 	if v := os.Getenv("KYC_BENCH_CUSTOMERS"); v != "" {
 		var err error
@@ -90,39 +126,39 @@ func BenchmarkReadModels(b *testing.B) {
 	} else {
 		say("generated %d customers, %d events in %s", m.Customers, m.Events, m.Took)
 	}
+	return &benchDataset{n: n, store: store, m: m, scratch: scratch, codec: codec, ls: ls, say: say}
+}
 
-	base := baselineReadModels(b, ctx, store, scratch, m, ls, codec, say)
-
-	rm, err := sqlite.Open(ctx, filepath.Join(scratch, "read.db"))
+// rebuildEngine starts an engine of both projections from events into rm,
+// set up so that Rebuild measures the rebuild path. On an empty read model
+// Start would fill each projection from the start of the log as its live
+// generation; the benchmark wants a new generation filled while the active
+// one serves reads, so each projection first gets an empty active generation
+// whose checkpoint is the head of the log.
+func rebuildEngine(b *testing.B, ctx context.Context, ds *benchDataset, events projections.EventSource, rm projections.Store, obs projections.Observer) *projections.Engine {
+	customers, err := projections.NewCustomers(rm, ds.codec, ds.ls)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { rm.Close() })
-	obs := &lagObserver{}
-	customers, err := projections.NewCustomers(rm, codec, ls)
+	audit, err := projections.NewAudit(rm, ds.codec)
 	if err != nil {
 		b.Fatal(err)
 	}
-	audit, err := projections.NewAudit(rm, codec)
+	eng, err := projections.NewEngine(projections.EngineConfig{Events: events, Store: rm, Projections: []projections.Projection{customers, audit}, Observer: obs})
 	if err != nil {
 		b.Fatal(err)
 	}
-	eng, err := projections.NewEngine(projections.EngineConfig{Events: store, Store: rm, Projections: []projections.Projection{customers, audit}, Observer: obs})
-	if err != nil {
-		b.Fatal(err)
-	}
-	// On an empty read model Start would fill each projection from the
-	// start of the log as its live generation; the benchmark wants the
-	// rebuild path instead (a new generation filled while the active one
-	// serves reads), so each projection first gets an empty active
-	// generation whose checkpoint is the head of the log.
 	for _, p := range []projections.Projection{customers, audit} {
 		g, err := rm.CreateGeneration(ctx, p.Name(), p.Version())
 		if err == nil {
+			// The store remembers the checkpoint it last read (fencing).
+			_, err = rm.Checkpoint(ctx, p.Name(), g)
+		}
+		if err == nil {
 			if p.Name() == projections.CustomersProjection {
-				err = rm.PutCustomers(ctx, g, m.Head, nil)
+				err = rm.PutCustomers(ctx, g, ds.m.Head, nil)
 			} else {
-				err = rm.AppendAudit(ctx, g, m.Head, nil)
+				err = rm.AppendAudit(ctx, g, ds.m.Head, nil)
 			}
 		}
 		if err == nil {
@@ -137,16 +173,7 @@ func BenchmarkReadModels(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { stopEngine(); eng.Wait() })
-
-	var rebuilds []rebuildFigure
-	for _, name := range []string{projections.CustomersProjection, projections.AuditProjection} {
-		rebuilds = append(rebuilds, rebuild(b, ctx, eng, name, say))
-	}
-
-	lists := listLatencies(b, ctx, rm, say)
-	lag := projectionLag(b, ctx, store, rm, eng, obs, ls, codec, say)
-
-	report(b, n, m, base, rebuilds, lists, lag)
+	return eng
 }
 
 // ---------------------------------------------------------------- (a)
@@ -545,7 +572,7 @@ func listCases(now time.Time) []struct {
 // 500 of 20, or the last page when there are fewer), 40 times or for about
 // 3 seconds, whichever ends first (at least 5 runs), with nothing else
 // running. Every returned row is checked against ListQuery.Matches.
-func listLatencies(b *testing.B, ctx context.Context, rm *sqlite.Store, say func(string, ...any)) []listFigure {
+func listLatencies(b *testing.B, ctx context.Context, rm projections.Store, say func(string, ...any)) []listFigure {
 	const deepPage, runs, budget = 500, 40, 3 * time.Second
 	now := time.Now()
 	var out []listFigure
@@ -627,7 +654,13 @@ type lagFigure struct {
 // projectionLag runs 64 writers of ordinary commands through the service
 // against existing customers for 10 seconds, with the engine following the
 // log live, then waits for the projections to catch up.
-func projectionLag(b *testing.B, ctx context.Context, store *embedded.Store, rm *sqlite.Store, eng *projections.Engine, obs *lagObserver,
+// appendStore is an event store the command service can run on.
+type appendStore interface {
+	domain.EventStore
+	domain.IdempotencyIndex
+}
+
+func projectionLag(b *testing.B, ctx context.Context, store appendStore, rm projections.Store, eng *projections.Engine, obs *lagObserver,
 	ls *domain.Lifecycles, codec *domain.Codec, say func(string, ...any)) lagFigure {
 	const writers, perWriter, duration = 64, 16, 10 * time.Second
 	svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store, Lifecycles: ls, Codec: codec})
@@ -724,7 +757,7 @@ func projectionLag(b *testing.B, ctx context.Context, store *embedded.Store, rm 
 
 // ---------------------------------------------------------------- report
 
-func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []rebuildFigure, lists []listFigure, lag lagFigure) {
+func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []rebuildFigure, lists []listFigure, lag lagFigure, targetLag time.Duration) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "\nread models at %d customers, %d events\n\n", n, m.Events)
 	w := tabwriter.NewWriter(&out, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -763,7 +796,7 @@ func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []reb
 	fmt.Fprintf(&out, "%d of %d list queries over target\n", over, len(lists))
 
 	fmt.Fprintf(&out, "\n(d) projection lag, %d writers through the service for %s: %d events (%.0f events/s); target p99 <= %s\n\n",
-		lag.writers, lag.elapsed.Round(time.Second), lag.events, float64(lag.events)/lag.elapsed.Seconds(), targetLagP99)
+		lag.writers, lag.elapsed.Round(time.Second), lag.events, float64(lag.events)/lag.elapsed.Seconds(), targetLag)
 	w = tabwriter.NewWriter(&out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "projection\tevents\tp50\tp99\tmax\t\t")
 	lagP99 := map[string]time.Duration{}
@@ -772,7 +805,7 @@ func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []reb
 		p50, p99 := percentile(ds, .5), percentile(ds, .99)
 		lagP99[name] = p99
 		verdict := "met"
-		if p99 > targetLagP99 {
+		if p99 > targetLag {
 			verdict = "MISSED"
 		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t\n", name, len(ds), ms(p50), ms(p99), ms(percentile(ds, 1)), verdict)
@@ -791,7 +824,7 @@ func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []reb
 	b.Logf("%d customers, %d events; (a) raw insert: customers %.0f events/s, audit %.0f events/s", n, m.Events, base[0].rate(), base[1].rate())
 	b.Logf("(b) rebuild: %s", strings.Join(rates, "; "))
 	b.Logf("(c) list: worst p95 %s, %d of %d over %s", ms(worst), over, len(lists), targetListP95)
-	b.Logf("(d) lag p99: customers %s, audit %s (target %s)", ms(lagP99[projections.CustomersProjection]), ms(lagP99[projections.AuditProjection]), targetLagP99)
+	b.Logf("(d) lag p99: customers %s, audit %s (target %s)", ms(lagP99[projections.CustomersProjection]), ms(lagP99[projections.AuditProjection]), targetLag)
 
 	for _, f := range rebuilds {
 		b.ReportMetric(f.rate(), "rebuild-"+f.name+"-events/s")

@@ -218,6 +218,20 @@ func TestThreeServersOnOnePostgres(t *testing.T) {
 	rebuiltCustomers, rebuiltAudit := live[0].readModelSnapshot(t)
 	sameRows(t, "customer list after SIGKILL against a full rebuild", customers, rebuiltCustomers)
 	sameRows(t, "audit log after SIGKILL against a full rebuild", audit, rebuiltAudit)
+
+	// The tools take the same --events flag and work beside the servers.
+	if out, code := runKyc(t, "verify", "--events", url); code != 0 || !strings.HasPrefix(out, "OK:") {
+		t.Fatalf("kyc verify --events: exit %d\n%s", code, out)
+	}
+	if out, code := runKyc(t, "migrate", "--events", url); code != 0 || !strings.Contains(out, "migrated read models") {
+		t.Fatalf("kyc migrate --events: exit %d\n%s", code, out)
+	}
+	if out, code := runKyc(t, "projections", "status", "--events", url); code != 0 || !strings.Contains(out, "customers") || !strings.Contains(out, "audit") {
+		t.Fatalf("kyc projections status --events: exit %d\n%s", code, out)
+	}
+	if out, code := runKyc(t, "projections", "rebuild", "customers", "--events", url); code == 0 || !strings.Contains(out, "--server") {
+		t.Fatalf("a local rebuild beside servers that run the projection: exit %d\n%s", code, out)
+	}
 	t.Logf("%d acknowledged events (%d notes on shared customers) survived; %d customers and %d audit entries equal a rebuild; the customers lease moved from the killed process",
 		total, sharedNotes.Load(), len(customers), len(audit))
 }

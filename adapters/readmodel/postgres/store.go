@@ -191,6 +191,14 @@ func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error)
 	if cfg.maxConns > 0 {
 		pcfg.MaxConns = cfg.maxConns
 	}
+	// Read models can always be rebuilt from the log, and rows commit with
+	// their checkpoint, so a crash that loses the last commits only makes
+	// the projection apply those events again. Not waiting for the WAL
+	// flush keeps a projection's commits (which hold back the event log's
+	// read horizon while they run) short. A URL that sets it wins.
+	if _, set := pcfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
+		pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres read model: connect: %w", err)

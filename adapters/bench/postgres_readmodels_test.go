@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"context"
+	"time"
+
+	"testing"
+
+	"github.com/kycengine/kyc/adapters/demo"
+	pgevents "github.com/kycengine/kyc/adapters/eventstore/postgres"
+	"github.com/kycengine/kyc/adapters/pgtest"
+	pgread "github.com/kycengine/kyc/adapters/readmodel/postgres"
+	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/projections"
+)
+
+// targetPostgresProjectionVisible bounds append-to-visible in a projection
+// on PostgreSQL (issue: PostgreSQL deployment).
+const targetPostgresProjectionVisible = 50 * time.Millisecond
+
+// BenchmarkPostgresReadModels is BenchmarkReadModels with the read models in
+// PostgreSQL (a durable server started for the run), against a baseline taken
+// on the same server in the same run:
+//
+//	(a) raw COPY of event rows into PostgreSQL (what the server takes with
+//	    none of the engine's work);
+//	(b) the rebuild rate of each projection from the generated log into
+//	    PostgreSQL;
+//	(c) list latency for every filter and the combinations, first and deep
+//	    page, total included;
+//	(d) append-to-visible in each projection while 64 writers run commands
+//	    through the service, with events and read models both in PostgreSQL.
+//
+// It shares KYC_BENCH_CUSTOMERS and KYC_BENCH_DATA with BenchmarkReadModels.
+func BenchmarkPostgresReadModels(b *testing.B) {
+	ds := openBenchDataset(b)
+	srv, err := pgtest.Start(pgtest.Options{Durable: true})
+	if err != nil {
+		pgtest.Unavailable(b, err)
+	}
+	b.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			b.Error(err)
+		}
+	})
+	ctx := context.Background()
+	cp := copyBaseline(b, ctx, srv)
+	base := []baselineFigure{
+		{name: "(a) raw COPY into PostgreSQL", rows: int64(cp.events), events: int64(cp.events), elapsed: cp.elapsed},
+		{name: "(a) raw COPY into PostgreSQL", rows: int64(cp.events), events: int64(cp.events), elapsed: cp.elapsed},
+	}
+	ds.say("(a) raw COPY: %.0f rows/s", cp.rate())
+
+	readURL, err := srv.CreateDatabase(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rm, err := pgread.Open(ctx, readURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rm.Close() })
+	eng := rebuildEngine(b, ctx, ds, ds.store, rm, nil)
+	var rebuilds []rebuildFigure
+	for _, name := range []string{projections.CustomersProjection, projections.AuditProjection} {
+		rebuilds = append(rebuilds, rebuild(b, ctx, eng, name, ds.say))
+	}
+	lists := listLatencies(b, ctx, rm, ds.say)
+
+	// (d) needs customers in a PostgreSQL event store: a second database
+	// gets a few thousand through the service, followed live.
+	url, err := srv.CreateDatabase(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	events, err := pgevents.Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { events.Close() })
+	live, err := pgread.Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { live.Close() })
+	customers, err := projections.NewCustomers(live, ds.codec, ds.ls)
+	if err != nil {
+		b.Fatal(err)
+	}
+	audit, err := projections.NewAudit(live, ds.codec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	obs := &lagObserver{}
+	liveEng, err := projections.NewEngine(projections.EngineConfig{Events: events, Store: live,
+		Projections: []projections.Projection{customers, audit}, Observer: obs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	engCtx, stop := context.WithCancel(ctx)
+	b.Cleanup(func() { stop(); liveEng.Wait() })
+	if err := liveEng.Start(engCtx); err != nil {
+		b.Fatal(err)
+	}
+	svc, err := domain.NewService(domain.ServiceConfig{Store: events, Idempotency: events, Lifecycles: ds.ls, Codec: ds.codec})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := demo.Seed(ctx, svc, 2000, 16, 7, nil); err != nil {
+		b.Fatal(err)
+	}
+	lag := projectionLag(b, ctx, events, live, liveEng, obs, ds.ls, ds.codec, ds.say)
+
+	report(b, ds.n, ds.m, base, rebuilds, lists, lag, targetPostgresProjectionVisible)
+}
