@@ -2,13 +2,12 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 
+	"github.com/kycengine/kyc/adapters/internal/pgmigrate"
 	"github.com/kycengine/kyc/schemas"
 )
 
@@ -32,45 +31,12 @@ func Migrate(ctx context.Context, url string) error {
 }
 
 func migrate(ctx context.Context, cc *pgx.ConnConfig) error {
-	db := stdlib.OpenDB(*cc)
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, schemas.Migrations("postgres"),
-		goose.WithTableName(versionTable),
-		goose.WithDisableGlobalRegistry(true),
-		goose.WithSessionLocker(advisoryLock{}))
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: %w", err)
+	err := pgmigrate.Up(ctx, cc, pgmigrate.Schema{Migrations: schemas.Migrations("postgres"), VersionTable: versionTable, LockID: migrationLockID})
+	if errors.Is(err, pgmigrate.ErrNewer) {
+		return fmt.Errorf("postgres: migrate: %w: %w", ErrSchemaVersion, err)
 	}
-	if _, err := p.Up(ctx); err != nil {
+	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", classify(ctx, err))
-	}
-	current, target, err := p.GetVersions(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres: migrate: schema version: %w", classify(ctx, err))
-	}
-	if current != target {
-		return fmt.Errorf("postgres: migrate: %w: the database is at schema version %d, this binary knows version %d",
-			ErrSchemaVersion, current, target)
-	}
-	return nil
-}
-
-// advisoryLock holds a session-level advisory lock while goose migrates on
-// the same connection. It waits in pg_advisory_lock rather than polling with
-// pg_try_advisory_lock as goose's own locker does, so a process that opens
-// the store while another migrates goes on as soon as that one is done.
-type advisoryLock struct{}
-
-func (advisoryLock) SessionLock(ctx context.Context, conn *sql.Conn) error {
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrationLockID); err != nil {
-		return fmt.Errorf("take the migration lock: %w", err)
-	}
-	return nil
-}
-
-func (advisoryLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", migrationLockID); err != nil {
-		return fmt.Errorf("release the migration lock: %w", err)
 	}
 	return nil
 }
