@@ -17,17 +17,21 @@ import (
 )
 
 // Fields of customer_terms, one per multi-valued filter. The code is the
-// field's tag in the compact copy of a customer's terms kept on its row.
+// field's tag in the compact copy of a customer's terms kept on its row;
+// column, when set, is the column of customers_gN that holds the field's
+// values as a set (valueSet), and such fields are counted in
+// customer_values_gN.
 var termFields = [...]struct {
-	code byte
-	name string
+	code   byte
+	name   string
+	column string
 }{
-	{'q', "q"},
-	{'t', "tag"},
-	{'r', "access_role"},
-	{'g', "access_group"},
-	{'d', "doc_type"},
-	{'e', "expiry"},
+	{'q', "q", ""},
+	{'t', "tag", "tags"},
+	{'r', "access_role", "access_roles"},
+	{'g', "access_group", "access_groups"},
+	{'d', "doc_type", "doc_types"},
+	{'e', "expiry", ""},
 }
 
 const (
@@ -104,6 +108,34 @@ func decodeTerms(b []byte, dst []term) ([]term, error) {
 	return dst, nil
 }
 
+// setSep ends each value of a set column; it leads too, so that every value
+// is found as sep+value+sep. setEsc escapes the separator and itself inside
+// values: the escapes and the other bytes form a prefix-free code, so a
+// value never matches across the boundary of another.
+const (
+	setSep = "\x1f"
+	setEsc = "\x1e"
+)
+
+var setEscaper = strings.NewReplacer(setEsc, setEsc+setEsc, setSep, setEsc+"\x1d")
+
+// valueSet is how a set column holds values: "" for none.
+func valueSet(vals []string) string {
+	if len(vals) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, v := range vals {
+		b.WriteString(setSep)
+		b.WriteString(setEscaper.Replace(v))
+	}
+	b.WriteString(setSep)
+	return b.String()
+}
+
+// setMember is what a set column holding v contains.
+func setMember(v string) string { return setSep + setEscaper.Replace(v) + setSep }
+
 func customersTable(gen projections.Generation) string {
 	return "customers_g" + strconv.FormatInt(int64(gen), 10)
 }
@@ -120,19 +152,27 @@ func countsTable(gen projections.Generation) string {
 	return "customer_counts_g" + strconv.FormatInt(int64(gen), 10)
 }
 
+func valuesTable(gen projections.Generation) string {
+	return "customer_values_g" + strconv.FormatInt(int64(gen), 10)
+}
+
 // The columns of customers_gN a put writes, in the order of putArgs.
 var customerColumns = []string{"company_id", "status", "nationality", "risk", "video_call_status",
 	"verification_level", "verification_status", "state", "country", "created_by_agent", "referral_code",
-	"birth_date", "created_at", "last_status_update", "name_sort", "revision", "aggregated_status"}
+	"birth_date", "created_at", "last_status_update", "name_sort", "revision", "aggregated_status",
+	"tags", "access_roles", "access_groups", "doc_types", "search", "expiries"}
 
 const (
 	colCompany = 0
-	numColumns = 17
+	// Columns 1 to colLastValue are the single-valued filters that compare
+	// a value; customer_values_gN counts them.
+	colLastValue = 10
+	numColumns   = 23
 )
 
 // putStmts are the statements of one PutCustomers transaction.
 type putStmts struct {
-	find, insert, insertDoc, updateDoc, delTerm, addTerm, count *sql.Stmt
+	find, insert, insertDoc, updateDoc, delTerm, addTerm, setPrev, count *sql.Stmt
 	// updates by the set of columns they write: a replace writes only the
 	// columns that changed, since SQLite rewrites the entries of every
 	// index on a column an UPDATE sets, changed or not.
@@ -155,7 +195,8 @@ func (p *putStmts) prepare(ctx context.Context, tx *sql.Tx, gen projections.Gene
 		{&p.insertDoc, "INSERT INTO " + d + " (seq, terms, doc) VALUES (?, ?, ?)"},
 		{&p.updateDoc, "UPDATE " + d + " SET terms = ?, doc = ? WHERE seq = ?"},
 		{&p.delTerm, "DELETE FROM " + t + " WHERE field = ? AND value = ? AND seq = ?"},
-		{&p.addTerm, "INSERT OR IGNORE INTO " + t + " (field, value, seq) VALUES (?, ?, ?)"},
+		{&p.addTerm, "INSERT OR IGNORE INTO " + t + " (field, value, seq, prev) VALUES (?, ?, ?, ?)"},
+		{&p.setPrev, "UPDATE " + t + " SET prev = ? WHERE field = ? AND value = ? AND seq = ?"},
 		{&p.count, "INSERT INTO " + countsTable(gen) + " (company_id, n) VALUES (?, ?) ON CONFLICT (company_id) DO UPDATE SET n = n + excluded.n"},
 	} {
 		var err error
@@ -189,7 +230,7 @@ func (p *putStmts) update(ctx context.Context, mask uint32) (*sql.Stmt, error) {
 }
 
 func (p *putStmts) close() {
-	for _, s := range []*sql.Stmt{p.find, p.insert, p.insertDoc, p.updateDoc, p.delTerm, p.addTerm, p.count} {
+	for _, s := range []*sql.Stmt{p.find, p.insert, p.insertDoc, p.updateDoc, p.delTerm, p.addTerm, p.setPrev, p.count} {
 		if s != nil {
 			_ = s.Close()
 		}
@@ -222,6 +263,75 @@ func newStored(args []any) *stored {
 	}
 	s.vals = append(s.vals, &s.terms)
 	return s
+}
+
+// value is the stored value of column i as customer_values_gN has it.
+func (s *stored) value(i int, args []any) string {
+	if _, ok := args[i].(string); ok {
+		return s.strs[i]
+	}
+	return strconv.FormatInt(s.ints[i], 10)
+}
+
+// valueKey is a row of customer_values_gN.
+type valueKey struct{ field, value, company string }
+
+// valueCounts are changes to customer_values_gN; most of those of a
+// replace cancel out, and only the others are written.
+type valueCounts map[valueKey]int64
+
+// column counts the value of column i (1..colLastValue).
+func (v valueCounts) column(i int, value, company string, delta int64) {
+	v[valueKey{customerColumns[i], value, company}] += delta
+}
+
+// term counts a term of a counted field; nil counts nothing.
+func (v valueCounts) term(t term, company string, delta int64) {
+	if v != nil && termFields[t.field].column != "" {
+		v[valueKey{termFields[t.field].name, t.value, company}] += delta
+	}
+}
+
+// valuesChunk bounds the rows of one INSERT of values: 4 parameters each,
+// well under SQLite's limit.
+const valuesChunk = 250
+
+// write adds the changes to the table, several rows per statement.
+func (v valueCounts) write(ctx context.Context, tx *sql.Tx, gen projections.Generation) error {
+	args := make([]any, 0, 4*valuesChunk)
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		rows := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", len(args)/4), ", ")
+		_, err := tx.ExecContext(ctx, "INSERT INTO "+valuesTable(gen)+" (field, value, company_id, n) VALUES "+rows+
+			" ON CONFLICT (field, value, company_id) DO UPDATE SET n = n + excluded.n", args...)
+		args = args[:0]
+		return err
+	}
+	for k, n := range v {
+		if n == 0 {
+			continue
+		}
+		args = append(args, k.field, k.value, k.company, n)
+		if len(args) == cap(args) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// argValue is column i of putArgs as customer_values_gN has it.
+func argValue(args []any, i int) string {
+	switch v := args[i].(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	}
+	panic(fmt.Sprintf("column %s has a value of type %T", customerColumns[i], args[i]))
 }
 
 // changed is the mask of columns whose value args changes.
@@ -262,6 +372,7 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			return err
 		}
 		counts := map[string]int64{}
+		values := valueCounts{}
 		var (
 			args          = make([]any, 0, len(customerColumns)+1)
 			setArgs       = make([]any, 0, len(customerColumns)+1)
@@ -282,13 +393,16 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			}
 			newTerms = termsOf(r, newTerms)
 			encoded = encodeTerms(encoded, newTerms)
-			args = putArgs(args[:0], r)
+			args = putArgs(args[:0], r, newTerms)
 			docBytes := bytes.TrimSuffix(doc.Bytes(), []byte("\n"))
 			if prev == nil {
 				prev = newStored(args)
 			}
 
 			var seq int64
+			// Counts the terms diffTerms adds and deletes, unless the
+			// customer moved company and they are counted above.
+			termValues := values
 			err := st.find.QueryRowContext(ctx, c.ID).Scan(prev.vals...)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
@@ -304,11 +418,15 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 				}
 				counts[c.CompanyID]++
 				old = old[:0]
+				for i := 1; i <= colLastValue; i++ {
+					values.column(i, argValue(args, i), c.CompanyID, 1)
+				}
 			case err != nil:
 				return fmt.Errorf("customer %s: %w", c.ID, err)
 			default:
 				seq = prev.seq
-				if mask := prev.changed(args); mask != 0 {
+				mask := prev.changed(args)
+				if mask != 0 {
 					upd, err := st.update(ctx, mask)
 					if err != nil {
 						return err
@@ -326,16 +444,32 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 				if _, err := st.updateDoc.ExecContext(ctx, encoded, docBytes, seq); err != nil {
 					return fmt.Errorf("customer %s: %w", c.ID, err)
 				}
-				if oldCompany := prev.strs[colCompany]; oldCompany != c.CompanyID {
-					counts[oldCompany]--
-					counts[c.CompanyID]++
-				}
 				if old, err = decodeTerms(prev.terms, old); err != nil {
 					return fmt.Errorf("customer %s: %w", c.ID, err)
 				}
+				termValues = values
+				if oldCompany := prev.strs[colCompany]; oldCompany != c.CompanyID {
+					counts[oldCompany]--
+					counts[c.CompanyID]++
+					// Every value moves to the new company.
+					mask = 1<<(colLastValue+1) - 1
+					for _, t := range old {
+						values.term(t, oldCompany, -1)
+					}
+					for _, t := range newTerms {
+						values.term(t, c.CompanyID, 1)
+					}
+					termValues = nil
+				}
+				for i := 1; i <= colLastValue; i++ {
+					if mask&(1<<i) != 0 {
+						values.column(i, prev.value(i, args), prev.strs[colCompany], -1)
+						values.column(i, argValue(args, i), c.CompanyID, 1)
+					}
+				}
 			}
 			seqs[i] = seq
-			if err := diffTerms(ctx, &st, seq, old, newTerms); err != nil {
+			if err := diffTerms(ctx, &st, seq, old, newTerms, termValues, c.CompanyID); err != nil {
 				return fmt.Errorf("customer %s: %w", c.ID, err)
 			}
 		}
@@ -347,7 +481,7 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 				return err
 			}
 		}
-		return nil
+		return values.write(ctx, tx, gen)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite read model: put customers in generation %d: %w", gen, err)
@@ -359,8 +493,9 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 }
 
 // diffTerms writes the difference between a customer's old and new terms,
-// both sorted, so a replace that changes no term writes none.
-func diffTerms(ctx context.Context, st *putStmts, seq int64, old, new []term) error {
+// both sorted, so a replace that changes no term writes none, and counts
+// the terms it adds and deletes in values under company.
+func diffTerms(ctx context.Context, st *putStmts, seq int64, old, new []term, values valueCounts, company string) error {
 	i, j := 0, 0
 	for i < len(old) || j < len(new) {
 		var c int
@@ -377,13 +512,20 @@ func diffTerms(ctx context.Context, st *putStmts, seq int64, old, new []term) er
 			if _, err := st.delTerm.ExecContext(ctx, termFields[old[i].field].name, old[i].value, seq); err != nil {
 				return err
 			}
+			values.term(old[i], company, -1)
 			i++
 		case c > 0:
-			if _, err := st.addTerm.ExecContext(ctx, termFields[new[j].field].name, new[j].value, seq); err != nil {
+			if _, err := st.addTerm.ExecContext(ctx, termFields[new[j].field].name, new[j].value, seq, prevTerm(new, j)); err != nil {
 				return err
 			}
+			values.term(new[j], company, 1)
 			j++
 		default:
+			if p := prevTerm(new, j); p != prevTerm(old, i) {
+				if _, err := st.setPrev.ExecContext(ctx, p, termFields[new[j].field].name, new[j].value, seq); err != nil {
+					return err
+				}
+			}
 			i++
 			j++
 		}
@@ -391,8 +533,18 @@ func diffTerms(ctx context.Context, st *putStmts, seq int64, old, new []term) er
 	return nil
 }
 
-// putArgs are the values of customerColumns for a row.
-func putArgs(args []any, r projections.CustomerRow) []any {
+// prevTerm is the prev column of ts[i] (see customers.up.sql): the value
+// before it in the same field, for the fields matched by a range of values;
+// nil (NULL) for the first and for the other fields.
+func prevTerm(ts []term, i int) any {
+	if (ts[i].field != fieldQ && ts[i].field != fieldExpiry) || i == 0 || ts[i-1].field != ts[i].field {
+		return nil
+	}
+	return ts[i-1].value
+}
+
+// putArgs are the values of customerColumns for a row whose terms are ts.
+func putArgs(args []any, r projections.CustomerRow, ts []term) []any {
 	c := r.Customer
 	var updated int64
 	if t := projections.LastStatusUpdate(c); !t.IsZero() {
@@ -401,7 +553,47 @@ func putArgs(args []any, r projections.CustomerRow) []any {
 	return append(args,
 		c.CompanyID, c.Status, c.Nationality, c.Risk, c.VideoCallStatus, int64(c.VerificationLevel),
 		r.VerificationStatus, r.State, projections.Country(c), c.CreatedByAgent, c.ReferralCode, c.BirthDate,
-		c.CreatedAt.UnixNano(), updated, projections.NameSortKey(c), int64(c.Revision), r.AggregatedStatus)
+		c.CreatedAt.UnixNano(), updated, projections.NameSortKey(c), int64(c.Revision), r.AggregatedStatus,
+		termSet(ts, fieldTag), termSet(ts, fieldRole), termSet(ts, fieldGroup), termSet(ts, fieldDocType), termSet(ts, fieldQ),
+		expiriesOf(ts))
+}
+
+// The expiries column holds up to expirySlots dates of dateLen ASCII bytes
+// side by side: a range of dates has no test that SQL's string functions
+// can make on a list, but it has one on each slot. A customer with more
+// dates, or with one of another form, has "*" there and is checked against
+// the terms table instead.
+const (
+	expirySlots = 4
+	dateLen     = 10
+)
+
+// expiriesOf is the expiries column of sorted terms.
+func expiriesOf(ts []term) string {
+	var b strings.Builder
+	n := 0
+	for _, t := range ts {
+		if t.field != fieldExpiry {
+			continue
+		}
+		if n == expirySlots || len(t.value) != dateLen || strings.IndexFunc(t.value, func(r rune) bool { return r >= 0x80 }) >= 0 {
+			return "*"
+		}
+		b.WriteString(t.value)
+		n++
+	}
+	return b.String()
+}
+
+// termSet is the set column of one field of sorted terms.
+func termSet(ts []term, field int) string {
+	var vals []string
+	for _, t := range ts {
+		if t.field == field {
+			vals = append(vals, t.value)
+		}
+	}
+	return valueSet(vals)
 }
 
 // selectRows reads whole rows of a generation; a WHERE on c follows.
@@ -520,118 +712,6 @@ func (w *where) String() string {
 	return " WHERE " + strings.Join(w.conds, " AND ")
 }
 
-// customerFilter translates q's filters (projections.ListQuery.Matches).
-// filter is a list query's WHERE clause and what is known of its count.
-type filter struct {
-	where
-	// companyOnly: the only filters are on the company, which the counts
-	// table answers.
-	companyOnly bool
-	// termCount, when set, counts the matches on the terms table alone,
-	// without visiting the customers: the query has one filter and it is
-	// on terms.
-	termCount     string
-	termCountArgs []any
-}
-
-func customerFilter(q projections.ListQuery, gen projections.Generation) (f filter) {
-	w := &f.where
-	terms := termsTable(gen)
-	var termCount string
-	var termArgs []any
-	termCond := func(cond string, args ...any) {
-		termCount = "SELECT count(DISTINCT seq) FROM " + terms + " WHERE " + cond
-		termArgs = args
-	}
-	if q.ScopeCompany != "" {
-		w.add("company_id = ?", q.ScopeCompany)
-	}
-	w.in("company_id", q.Companies)
-	before := len(w.conds)
-	for _, word := range projections.SearchWords(q.Q) {
-		// A range, not a prefix function, so the term index serves it. No
-		// UTF-8 byte is 0xff, so every string starting with word sorts
-		// before word+"\xff" and no other does.
-		w.add("seq IN (SELECT seq FROM "+terms+" WHERE field = 'q' AND value >= ? AND value < ?)", word, word+"\xff")
-		termCond("field = 'q' AND value >= ? AND value < ?", word, word+"\xff")
-	}
-	w.in("status", q.Statuses)
-	w.in("nationality", q.Nationalities)
-	w.in("risk", q.Risks)
-	w.in("video_call_status", q.VideoCallStatuses)
-	w.in("verification_status", q.VerificationStatuses)
-	w.in("state", q.States)
-	w.in("country", q.Countries)
-	w.in("created_by_agent", q.Agents)
-	w.in("referral_code", q.ReferralCodes)
-	if len(q.VerificationLevels) > 0 {
-		w.conds = append(w.conds, "verification_level IN ("+marks(len(q.VerificationLevels))+")")
-		for _, l := range q.VerificationLevels {
-			w.args = append(w.args, int64(l))
-		}
-	}
-	if !q.Created.From.IsZero() {
-		w.add("created_at >= ?", q.Created.From.UnixNano())
-	}
-	if !q.Created.To.IsZero() {
-		w.add("created_at < ?", q.Created.To.UnixNano())
-	}
-	if !q.Updated.IsZero() {
-		w.add("last_status_update > 0")
-		if !q.Updated.From.IsZero() {
-			w.add("last_status_update >= ?", q.Updated.From.UnixNano())
-		}
-		if !q.Updated.To.IsZero() {
-			w.add("last_status_update < ?", q.Updated.To.UnixNano())
-		}
-	}
-	termIn := func(field string, vals []string) {
-		if len(vals) == 0 {
-			return
-		}
-		args := append(make([]any, 0, len(vals)+1), field)
-		for _, v := range vals {
-			args = append(args, v)
-		}
-		cond := "field = ? AND value IN (" + marks(len(vals)) + ")"
-		// A probe per candidate row, not a list of every match built
-		// first: these values are common, so the candidates usually come
-		// from a sort index and the list would be long.
-		w.add("EXISTS (SELECT 1 FROM "+terms+" WHERE "+cond+" AND seq = "+customersTable(gen)+".seq)", args...)
-		termCond(cond, args...)
-	}
-	termIn("tag", q.Tags)
-	termIn("access_role", q.AccessRoles)
-	termIn("access_group", q.AccessGroups)
-	termIn("doc_type", q.DocumentTypes)
-	if !q.Expiry.IsZero() {
-		cond, args := "field = 'expiry'", []any{}
-		if q.Expiry.From != "" {
-			cond, args = cond+" AND value >= ?", append(args, q.Expiry.From)
-		}
-		if q.Expiry.To != "" {
-			cond, args = cond+" AND value <= ?", append(args, q.Expiry.To)
-		}
-		w.add("seq IN (SELECT seq FROM "+terms+" WHERE "+cond+")", args...)
-		termCond(cond, args...)
-	}
-	if q.AgeMin != nil || q.AgeMax != nil {
-		after, onOrBefore := q.BirthBounds()
-		w.add("birth_date <> ''")
-		if after != "" {
-			w.add("birth_date > ?", after)
-		}
-		if onOrBefore != "" {
-			w.add("birth_date <= ?", onOrBefore)
-		}
-	}
-	f.companyOnly = len(w.conds) == before
-	if before == 0 && len(w.conds) == 1 && termCount != "" {
-		f.termCount, f.termCountArgs = termCount, termArgs
-	}
-	return f
-}
-
 func sortColumn(k projections.SortKey) string {
 	switch k {
 	case projections.SortName:
@@ -643,37 +723,36 @@ func sortColumn(k projections.SortKey) string {
 	}
 }
 
-// ListCustomers implements projections.Store.
+// ListCustomers implements projections.Store. See plan.go for how.
 func (s *Store) ListCustomers(ctx context.Context, q projections.ListQuery) (projections.ListPage, error) {
 	page := projections.ListPage{Page: q.Page, PerPage: q.PerPage}
 	err := s.withActive(ctx, projections.CustomersProjection, func(db querier, gen projections.Generation) error {
 		if gen == 0 {
 			return nil
 		}
-		f := customerFilter(q, gen)
-		w := f.where
-		dir := ""
-		if q.Desc {
-			dir = " DESC"
-		}
-		col := sortColumn(q.Sort)
-		// The page's rows first, then their documents: a sort keeps every
-		// column of every match until the end, so it must not hold them.
-		sel := "SELECT seq, verification_status, state, aggregated_status FROM " + customersTable(gen) + w.String() +
-			" ORDER BY " + col + dir + ", seq" + dir + " LIMIT ? OFFSET ?"
-		args := append(slices.Clip(w.args), int64(q.PerPage), int64(q.Offset()))
-		if err := s.readPage(ctx, db, gen, sel, args, &page); err != nil {
-			return err
-		}
-		// The page tells the total when it is not full and not empty: no
-		// count needed.
-		if len(page.Rows) > 0 && len(page.Rows) < q.PerPage {
-			page.Total = q.Offset() + len(page.Rows)
+		p := newListPlan(q, gen)
+		if p.empty {
 			return nil
 		}
-		var err error
-		page.Total, err = s.countCustomers(ctx, db, gen, q, f)
-		return err
+		if err := p.estimate(ctx, db); err != nil {
+			return err
+		}
+		total, ok := p.exactTotal()
+		if !ok {
+			query, args := p.countSQL()
+			var n int64
+			if err := db.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
+				return err
+			}
+			total = float64(n)
+			p.learn(total)
+		}
+		page.Total = int(total)
+		if q.Offset() >= page.Total {
+			return nil
+		}
+		query, args := p.pageSQL(q, total)
+		return s.readPage(ctx, db, gen, query, args, &page)
 	})
 	if err != nil {
 		return page, fmt.Errorf("sqlite read model: list customers: %w", err)
@@ -681,6 +760,8 @@ func (s *Store) ListCustomers(ctx context.Context, q projections.ListQuery) (pro
 	return page, nil
 }
 
+// readPage reads the seqs of a page, then their rows: the page's query
+// reads an index alone, and only the rows it returns are looked up.
 func (s *Store) readPage(ctx context.Context, db querier, gen projections.Generation, sel string, args []any, page *projections.ListPage) error {
 	rows, err := db.QueryContext(ctx, sel, args...)
 	if err != nil {
@@ -690,13 +771,12 @@ func (s *Store) readPage(ctx context.Context, db querier, gen projections.Genera
 	index := map[int64]int{}
 	var seqs []any
 	for rows.Next() {
-		var r projections.CustomerRow
-		if err := rows.Scan(&r.Seq, &r.VerificationStatus, &r.State, &r.AggregatedStatus); err != nil {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
 			return err
 		}
-		index[r.Seq] = len(page.Rows)
-		seqs = append(seqs, r.Seq)
-		page.Rows = append(page.Rows, r)
+		index[seq] = len(seqs)
+		seqs = append(seqs, seq)
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -704,54 +784,17 @@ func (s *Store) readPage(ctx context.Context, db querier, gen projections.Genera
 	if len(seqs) == 0 {
 		return nil
 	}
-	docs, err := db.QueryContext(ctx, "SELECT seq, doc FROM "+docsTable(gen)+" WHERE seq IN ("+marks(len(seqs))+")", seqs...)
+	page.Rows = make([]projections.CustomerRow, len(seqs))
+	found := 0
+	err = s.queryRows(ctx, db, selectRows(gen)+" WHERE c.seq IN ("+marks(len(seqs))+")", seqs, func(r projections.CustomerRow) {
+		page.Rows[index[r.Seq]] = r
+		found++
+	})
 	if err != nil {
 		return err
 	}
-	defer docs.Close()
-	found := 0
-	for docs.Next() {
-		var seq int64
-		var doc []byte
-		if err := docs.Scan(&seq, &doc); err != nil {
-			return err
-		}
-		c := new(domain.Customer)
-		if err := json.Unmarshal(doc, c); err != nil {
-			return fmt.Errorf("row %d: %w", seq, err)
-		}
-		page.Rows[index[seq]].Customer = c
-		found++
-	}
-	if err := docs.Err(); err != nil {
-		return err
-	}
 	if found != len(seqs) {
-		return fmt.Errorf("%d of %d rows have no document", len(seqs)-found, len(seqs))
+		return fmt.Errorf("%d of %d rows of the page are gone", len(seqs)-found, len(seqs))
 	}
 	return nil
-}
-
-func (s *Store) countCustomers(ctx context.Context, db querier, gen projections.Generation, q projections.ListQuery, f filter) (int, error) {
-	var n int64
-	if f.termCount != "" {
-		err := db.QueryRowContext(ctx, f.termCount, f.termCountArgs...).Scan(&n)
-		return int(n), err
-	}
-	w := f.where
-	if f.companyOnly {
-		var c where
-		companies := q.Companies
-		if q.ScopeCompany != "" {
-			if len(companies) > 0 && !slices.Contains(companies, q.ScopeCompany) {
-				return 0, nil
-			}
-			companies = []string{q.ScopeCompany}
-		}
-		c.in("company_id", companies)
-		err := db.QueryRowContext(ctx, "SELECT coalesce(sum(n), 0) FROM "+countsTable(gen)+c.String(), c.args...).Scan(&n)
-		return int(n), err
-	}
-	err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+customersTable(gen)+w.String(), w.args...).Scan(&n)
-	return int(n), err
 }
