@@ -179,12 +179,7 @@ func (s *Store) Audit(ctx context.Context, q projections.AuditQuery) (projection
 			}
 			return rows.Err()
 		})
-		b.Queue(countSQL, countArgs...).QueryRow(func(row pgx.Row) error {
-			var n int64
-			err := row.Scan(&n)
-			page.Total = int(n)
-			return err
-		})
+		queueTotal(b, countSQL, countArgs, &page.Total)
 		return s.pool.SendBatch(ctx, b).Close()
 	})
 	if err != nil {

@@ -631,16 +631,22 @@ func (s *Store) ListCustomers(ctx context.Context, q projections.ListQuery) (pro
 			}
 			return rows.Err()
 		})
-		b.Queue(countSQL, countArgs...).QueryRow(func(row pgx.Row) error {
-			var n int64
-			err := row.Scan(&n)
-			page.Total = int(n)
-			return err
-		})
+		queueTotal(b, countSQL, countArgs, &page.Total)
 		return s.pool.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return projections.ListPage{}, fmt.Errorf("postgres read model: list customers: %w", err)
 	}
 	return page, nil
+}
+
+// queueTotal adds a page's count query to the batch that fetches the page,
+// so both travel in one round trip.
+func queueTotal(b *pgx.Batch, countSQL string, args []any, total *int) {
+	b.Queue(countSQL, args...).QueryRow(func(row pgx.Row) error {
+		var n int64
+		err := row.Scan(&n)
+		*total = int(n)
+		return err
+	})
 }

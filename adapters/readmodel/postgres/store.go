@@ -49,11 +49,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,7 +136,7 @@ type Store struct {
 	pool      *pgxpool.Pool
 	cfg       config
 	log       *slog.Logger
-	templates map[string]string // "<projection>.up" and ".down" DDL
+	templates *schemas.GenerationDDL
 
 	active *activeCache
 
@@ -177,7 +175,7 @@ func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error)
 	if cfg.lockTimeout <= 0 {
 		cfg.lockTimeout = 2 * time.Second
 	}
-	templates, err := loadTemplates()
+	templates, err := schemas.LoadGenerationDDL("postgres", projectionNames...)
 	if err != nil {
 		return nil, err
 	}
@@ -252,40 +250,6 @@ func (s *Store) usable() error {
 		return ErrClosed
 	}
 	return nil
-}
-
-func loadTemplates() (map[string]string, error) {
-	fsys := schemas.ReadModels("postgres")
-	t := map[string]string{}
-	for _, name := range projectionNames {
-		for _, dir := range []string{"up", "down"} {
-			b, err := fs.ReadFile(fsys, name+"."+dir+".sql")
-			if err != nil {
-				return nil, fmt.Errorf("postgres read model: table templates: %w", err)
-			}
-			t[name+"."+dir] = string(b)
-		}
-	}
-	return t, nil
-}
-
-func (s *Store) ddl(name, dir string, gen projections.Generation) string {
-	return strings.ReplaceAll(s.templates[name+"."+dir], "{gen}", strconv.FormatInt(int64(gen), 10))
-}
-
-// tablesAndIndexes splits a generation's "up" DDL into the tables (with
-// their keys, which writes need) and the secondary indexes, which Activate
-// builds: a rebuild fills bare tables and sorts each index once.
-func (s *Store) tablesAndIndexes(name string, gen projections.Generation) (tables string, indexes []string) {
-	var t strings.Builder
-	for _, line := range strings.SplitAfter(s.ddl(name, "up", gen), "\n") {
-		if rest, ok := strings.CutPrefix(line, "CREATE INDEX "); ok {
-			indexes = append(indexes, "CREATE INDEX IF NOT EXISTS "+strings.TrimSpace(rest))
-			continue
-		}
-		t.WriteString(line)
-	}
-	return t.String(), indexes
 }
 
 // analyzed are the tables whose statistics the planner needs once a
@@ -394,7 +358,7 @@ func (s *Store) CreateGeneration(ctx context.Context, name string, version int) 
 			name, last, int32(version)); err != nil {
 			return err
 		}
-		tables, _ := s.tablesAndIndexes(name, gen)
+		tables, _ := s.templates.Up(name, int64(gen))
 		_, err = tx.Exec(ctx, tables)
 		return err
 	})
@@ -527,7 +491,7 @@ func (s *Store) Activate(ctx context.Context, name string, gen projections.Gener
 	// Indexes and statistics before the switch, outside its transaction:
 	// building them takes as long as the generation is large, and only the
 	// generation's own writer waits for it meanwhile.
-	_, indexes := s.tablesAndIndexes(name, gen)
+	_, indexes := s.templates.Up(name, int64(gen))
 	for _, ix := range indexes {
 		if _, err := s.pool.Exec(ctx, ix); err != nil {
 			return fmt.Errorf("postgres read model: activate %s generation %d: %w", name, gen, err)
@@ -648,7 +612,7 @@ func (s *Store) dropRetired(ctx context.Context, name string, gen projections.Ge
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, s.ddl(name, "down", gen)); err != nil {
+			if _, err := tx.Exec(ctx, s.templates.Down(name, int64(gen))); err != nil {
 				return err
 			}
 			_, err = tx.Exec(ctx, "DELETE FROM read_generations WHERE name = $1 AND gen = $2", name, int64(gen))

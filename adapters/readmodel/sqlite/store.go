@@ -21,11 +21,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -74,7 +72,7 @@ type Store struct {
 	active map[string]projections.Generation
 	closed bool
 
-	templates map[string]string // "<projection>.up" and ".down" DDL
+	templates *schemas.GenerationDDL
 
 	closeOnce sync.Once
 	closeErr  error
@@ -95,7 +93,7 @@ func Open(ctx context.Context, path string) (_ *Store, err error) {
 			_ = s.release()
 		}
 	}()
-	if s.templates, err = loadTemplates(); err != nil {
+	if s.templates, err = schemas.LoadGenerationDDL("sqlite", projectionNames...); err != nil {
 		return nil, err
 	}
 	s.wdb, err = sqlitefile.Open(abs, "", []string{
@@ -254,44 +252,6 @@ func checkSchema(ctx context.Context, db *sql.DB, path string) error {
 // projectionNames are the projections that have table templates.
 var projectionNames = []string{projections.CustomersProjection, projections.AuditProjection}
 
-func loadTemplates() (map[string]string, error) {
-	fsys := schemas.ReadModels("sqlite")
-	t := map[string]string{}
-	for _, name := range projectionNames {
-		for _, dir := range []string{"up", "down"} {
-			b, err := fs.ReadFile(fsys, name+"."+dir+".sql")
-			if err != nil {
-				return nil, fmt.Errorf("sqlite read model: table templates: %w", err)
-			}
-			t[name+"."+dir] = string(b)
-		}
-	}
-	return t, nil
-}
-
-func (s *Store) ddl(name, dir string, gen projections.Generation) string {
-	return strings.ReplaceAll(s.templates[name+"."+dir], "{gen}", strconv.FormatInt(int64(gen), 10))
-}
-
-// tablesAndIndexes splits a generation's "up" DDL into the tables and the
-// secondary indexes. A new generation gets its tables only: a rebuild that
-// fills tables without secondary indexes and sorts each index once at the
-// end is several times faster than one that keeps every index up to date
-// row by row. Activate builds the indexes before reads move over. (The read
-// models have their own file, so the long write transaction of an index
-// build only delays the projections, never an event append.)
-func (s *Store) tablesAndIndexes(name string, gen projections.Generation) (tables string, indexes []string) {
-	var t strings.Builder
-	for _, line := range strings.SplitAfter(s.ddl(name, "up", gen), "\n") {
-		if rest, ok := strings.CutPrefix(line, "CREATE INDEX "); ok {
-			indexes = append(indexes, "CREATE INDEX IF NOT EXISTS "+strings.TrimSpace(rest))
-			continue
-		}
-		t.WriteString(line)
-	}
-	return t.String(), indexes
-}
-
 func checkName(name string) error {
 	for _, n := range projectionNames {
 		if n == name {
@@ -429,7 +389,7 @@ func (s *Store) CreateGeneration(ctx context.Context, name string, version int) 
 			VALUES (?, ?, ?, ?, ?)`, name, last, version, now, now); err != nil {
 			return err
 		}
-		tables, _ := s.tablesAndIndexes(name, gen)
+		tables, _ := s.templates.Up(name, int64(gen))
 		_, err = tx.ExecContext(ctx, tables)
 		return err
 	})
@@ -489,7 +449,9 @@ func (s *Store) Activate(ctx context.Context, name string, gen projections.Gener
 				return err
 			}
 		}
-		_, indexes := s.tablesAndIndexes(name, gen)
+		// The read models have a file of their own, so this long write
+		// transaction only delays the projections, never an event append.
+		_, indexes := s.templates.Up(name, int64(gen))
 		for _, ix := range indexes {
 			if _, err := tx.ExecContext(ctx, ix); err != nil {
 				return err
@@ -573,7 +535,7 @@ func (s *Store) DropGeneration(ctx context.Context, name string, gen projections
 // any more, and readers of other processes find it gone in their snapshot.
 func (s *Store) dropTables(ctx context.Context, name string, gen projections.Generation) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.ddl(name, "down", gen))
+		_, err := tx.ExecContext(ctx, s.templates.Down(name, int64(gen)))
 		return err
 	})
 }

@@ -89,7 +89,7 @@ func (s *Store) upgradeCustomers(ctx context.Context, tx *sql.Tx, gen projection
 	if err != nil {
 		return err
 	}
-	tables, _ := s.tablesAndIndexes(projections.CustomersProjection, gen)
+	tables, _ := s.templates.Up(projections.CustomersProjection, int64(gen))
 	if _, err := tx.ExecContext(ctx, tables); err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (s *Store) upgradeCustomers(ctx context.Context, tx *sql.Tx, gen projection
 // syncIndexes makes the secondary indexes of an active generation those of
 // its template: it drops the others and builds the missing ones.
 func (s *Store) syncIndexes(ctx context.Context, tx *sql.Tx, name string, gen projections.Generation) error {
-	_, want := s.tablesAndIndexes(name, gen)
+	_, want := s.templates.Up(name, int64(gen))
 	wanted := map[string]bool{}
 	for _, ix := range want {
 		// "CREATE INDEX IF NOT EXISTS <name> ON ..."
@@ -229,7 +229,7 @@ func (s *Store) syncIndexes(ctx context.Context, tx *sql.Tx, name string, gen pr
 // drops them.
 func (s *Store) generationTables(name string, gen projections.Generation) []string {
 	var out []string
-	for _, line := range strings.Split(s.ddl(name, "down", gen), "\n") {
+	for _, line := range strings.Split(s.templates.Down(name, int64(gen)), "\n") {
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "DROP TABLE IF EXISTS "); ok {
 			out = append(out, strings.TrimSuffix(rest, ";"))
 		}
