@@ -229,3 +229,31 @@ type EventStore interface {
 	// it is committed. It returns when ctx ends or handle returns an error.
 	SubscribeAll(ctx context.Context, after Position, handle func(context.Context, RecordedEvent) error) error
 }
+
+// CheckAppend refuses what no store can write: an empty stream name, no
+// events, an event without an id or a type, or one id twice in the batch
+// (ErrDuplicateEventID). Every adapter calls it first, so they all refuse
+// the same appends the same way.
+func CheckAppend(stream string, events []EventData) error {
+	if stream == "" {
+		return errors.New("append: empty stream name")
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("append to %s: no events", stream)
+	}
+	for i, e := range events {
+		switch {
+		case e.ID == uuid.Nil:
+			return fmt.Errorf("append to %s: event %d has no id", stream, i)
+		case e.Type == "":
+			return fmt.Errorf("append to %s: event %s has no type", stream, e.ID)
+		}
+		// Batches are small; a quadratic scan beats a map here.
+		for _, f := range events[:i] {
+			if f.ID == e.ID {
+				return fmt.Errorf("append to %s: event %s appears twice: %w", stream, e.ID, ErrDuplicateEventID)
+			}
+		}
+	}
+	return nil
+}

@@ -8,11 +8,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/kycengine/kyc/adapters/eventstore/embedded"
+	"github.com/kycengine/kyc/adapters/eventstore/kurrentdb"
 	pgevents "github.com/kycengine/kyc/adapters/eventstore/postgres"
 	pglease "github.com/kycengine/kyc/adapters/lease/postgres"
 	pgread "github.com/kycengine/kyc/adapters/readmodel/postgres"
@@ -37,7 +39,7 @@ func (f *storeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data", "data", "data folder: the embedded store's files and the superuser token (created if missing)")
 	fs.StringVar(&f.defaultLifecycle, "default-lifecycle", "kyc-review", "lifecycle of new customers that name none")
 	fs.StringVar(&f.events, "events", os.Getenv("KYC_EVENTS"),
-		"event store URL: postgres://... for PostgreSQL; empty for the embedded file in --data (env KYC_EVENTS)")
+		"event store URL: postgres://... for PostgreSQL, esdb://... or esdb+discover://... for KurrentDB; empty for the embedded file in --data (env KYC_EVENTS)")
 	fs.StringVar(&f.read, "read", os.Getenv("KYC_READ"),
 		"read-model store URL: postgres://...; empty for read.db in --data, or the --events database when that is PostgreSQL (env KYC_READ)")
 }
@@ -52,21 +54,29 @@ type storeKind string
 const (
 	kindEmbedded storeKind = "embedded"
 	kindPostgres storeKind = "postgres"
+	kindKurrent  storeKind = "kurrentdb"
 )
 
 func kindOf(flag, raw string) (storeKind, error) {
 	if raw == "" {
 		return kindEmbedded, nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf("--%s: %w", flag, err)
+	// Not url.Parse: a KurrentDB connection string may list several hosts
+	// (esdb://node1:2113,node2:2113), which is not a URL.
+	scheme, _, ok := strings.Cut(raw, "://")
+	if !ok {
+		return "", fmt.Errorf("--%s: %q is not a store URL (want postgres://... or esdb://...)", flag, redact(raw))
 	}
-	switch u.Scheme {
+	switch strings.ToLower(scheme) {
 	case "postgres", "postgresql":
 		return kindPostgres, nil
+	case "esdb", "esdb+discover":
+		if flag == "read" {
+			return "", fmt.Errorf("--read: KurrentDB holds events, not read models; give --read a postgres:// URL or leave it empty for the embedded read models")
+		}
+		return kindKurrent, nil
 	}
-	return "", fmt.Errorf("--%s: unsupported store %q (want postgres://...; leave it empty for the embedded store)", flag, u.Scheme+"://")
+	return "", fmt.Errorf("--%s: unsupported store %q (want postgres://..., or esdb://... for --events; leave it empty for the embedded store)", flag, scheme+"://")
 }
 
 // readURL is the read-model store's URL: --read, else the events database
@@ -85,10 +95,11 @@ func (f *storeFlags) readURL() (storeKind, string, error) {
 }
 
 // eventStore is what the commands need of an event store, whichever it is.
+// Stores that can count the events after a position cheaply also implement
+// projections.EventCounter, which the projection engine looks for.
 type eventStore interface {
 	domain.EventStore
 	domain.IdempotencyIndex
-	projections.EventCounter
 	Close() error
 }
 
@@ -120,6 +131,8 @@ func (f *storeFlags) openEvents(ctx context.Context, readOnly bool, log *slog.Lo
 			opts = append(opts, pgevents.WithObserver(obs))
 		}
 		return pgevents.Open(ctx, f.events, opts...)
+	case kindKurrent:
+		return kurrentdb.Open(ctx, f.events, kurrentdb.WithLogger(log))
 	}
 	if readOnly {
 		if _, err := os.Stat(f.storePath()); err != nil {
@@ -157,12 +170,21 @@ func (f *storeFlags) describeRead() string {
 	return redact(raw)
 }
 
+// redact hides the password of a store URL. KurrentDB connection strings
+// with several hosts are not URLs; their user information is cut by hand.
 func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
 		return "(unparsable URL)"
 	}
-	return u.Redacted()
+	if at := strings.LastIndex(rest, "@"); at >= 0 && !strings.ContainsAny(rest[:at], "/?") {
+		user, _, _ := strings.Cut(rest[:at], ":")
+		rest = user + ":xxxxx" + rest[at:]
+	}
+	return scheme + "://" + rest
 }
 
 // openReadModels opens the read-model store; readOnly is for status reports
@@ -209,11 +231,21 @@ func (f *storeFlags) migrate(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if kind == kindPostgres {
+	switch kind {
+	case kindPostgres:
 		if err := pgevents.Migrate(ctx, f.events); err != nil {
 			return nil, fmt.Errorf("event store: %w", err)
 		}
-	} else {
+	case kindKurrent:
+		// KurrentDB has no schema; opening proves it answers.
+		s, err := f.openEvents(ctx, false, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("event store: %w", err)
+		}
+		if err := s.Close(); err != nil {
+			return nil, err
+		}
+	default:
 		s, err := f.openEvents(ctx, false, nil, nil)
 		if err != nil {
 			return nil, fmt.Errorf("event store: %w", err)

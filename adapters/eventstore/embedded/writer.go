@@ -11,7 +11,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/google/uuid"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -163,26 +162,12 @@ var (
 )
 
 func validateAppend(stream string, events []domain.EventData) error {
-	if stream == "" {
-		return errors.New("embedded: append: empty stream name")
+	if err := domain.CheckAppend(stream, events); err != nil {
+		return fmt.Errorf("embedded: %w", err)
 	}
-	if len(events) == 0 {
-		return fmt.Errorf("embedded: append to %s: no events", stream)
-	}
-	for i, e := range events {
-		switch {
-		case e.ID == uuid.Nil:
-			return fmt.Errorf("embedded: append to %s: event %d has no id", stream, i)
-		case e.Type == "":
-			return fmt.Errorf("embedded: append to %s: event %s has no type", stream, e.ID)
-		case e.OccurredAt.Before(minTime) || e.OccurredAt.After(maxTime):
+	for _, e := range events {
+		if e.OccurredAt.Before(minTime) || e.OccurredAt.After(maxTime) {
 			return fmt.Errorf("embedded: append to %s: event %s occurred at %s, outside the years 1678-2262", stream, e.ID, e.OccurredAt)
-		}
-		// Batches are small; a quadratic scan beats a map here.
-		for _, f := range events[:i] {
-			if f.ID == e.ID {
-				return fmt.Errorf("embedded: append to %s: event %s appears twice: %w", stream, e.ID, domain.ErrDuplicateEventID)
-			}
 		}
 	}
 	return nil

@@ -244,22 +244,14 @@ var (
 )
 
 func validateAppend(stream string, events []domain.EventData) error {
-	if stream == "" {
-		return errors.New("postgres: append: empty stream name")
+	if err := domain.CheckAppend(stream, events); err != nil {
+		return fmt.Errorf("postgres: %w", err)
 	}
 	if err := checkText("stream name", stream); err != nil {
 		return fmt.Errorf("postgres: append: %w", err)
 	}
-	if len(events) == 0 {
-		return fmt.Errorf("postgres: append to %s: no events", stream)
-	}
-	for i, e := range events {
-		switch {
-		case e.ID == uuid.Nil:
-			return fmt.Errorf("postgres: append to %s: event %d has no id", stream, i)
-		case e.Type == "":
-			return fmt.Errorf("postgres: append to %s: event %s has no type", stream, e.ID)
-		case e.OccurredAt.Before(minTime) || e.OccurredAt.After(maxTime):
+	for _, e := range events {
+		if e.OccurredAt.Before(minTime) || e.OccurredAt.After(maxTime) {
 			return fmt.Errorf("postgres: append to %s: event %s occurred at %s, outside the years 1678-2262", stream, e.ID, e.OccurredAt)
 		}
 		// A text PostgreSQL refuses would fail the whole batch the append
@@ -271,12 +263,6 @@ func validateAppend(stream string, events []domain.EventData) error {
 		} {
 			if err := checkText(f.name, f.v); err != nil {
 				return fmt.Errorf("postgres: append to %s: event %s: %w", stream, e.ID, err)
-			}
-		}
-		// Batches are small; a quadratic scan beats a map here.
-		for _, f := range events[:i] {
-			if f.ID == e.ID {
-				return fmt.Errorf("postgres: append to %s: event %s appears twice: %w", stream, e.ID, domain.ErrDuplicateEventID)
 			}
 		}
 	}
