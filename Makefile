@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test ./domain -run '^$$' -fuzz '^FuzzParseDefinition$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./domain -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./adapters/httpapi -run '^$$' -fuzz '^FuzzKeysFile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./adapters/delivery/cloudevent -run '^$$' -fuzz '^FuzzFromMessage$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./adapters/httpapi -run '^$$' -fuzz '^FuzzListQuery$$' -fuzztime $(FUZZTIME)
 
 ## build: the static kyc binary

@@ -88,7 +88,9 @@ func newTestEngine(t *testing.T) testEngine {
 // models.
 func (e testEngine) server(t *testing.T, reader *projections.Reader, admin httpapi.ProjectionAdmin) *httpapi.Server {
 	t.Helper()
-	s, err := httpapi.New(httpapi.Config{Service: e.svc, Auth: e.auth, Metrics: e.metrics, Reader: reader, Projections: admin})
+	tokens, socket := liveSocket(t, e.log)
+	s, err := httpapi.New(httpapi.Config{Service: e.svc, Auth: e.auth, Metrics: e.metrics, Reader: reader, Projections: admin,
+		SocketTokens: tokens, Socket: socket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,6 +463,14 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	}
 	c.do(apiCall{method: "GET", path: cust, token: eve, want: 404, wantType: "customer-not-found"})
 	c.do(apiCall{method: "GET", path: cust, token: customer, want: 200})
+
+	// The live socket: a token only for a customer the caller may read; the
+	// socket refuses requests without a valid one before upgrading.
+	c.do(apiCall{method: "POST", path: cust + "/socket-token", token: alice, want: 201})
+	c.do(apiCall{method: "POST", path: cust + "/socket-token", token: eve, want: 404, wantType: "customer-not-found"})
+	c.do(apiCall{method: "POST", path: cust + "/socket-token", want: 401, wantType: "unauthenticated"})
+	c.do(apiCall{method: "GET", path: "/v1/ws", want: 401, wantType: "socket-token-missing", offContract: true})
+	c.do(apiCall{method: "GET", path: "/v1/ws?token=forged.token.value", want: 401, wantType: "socket-token-invalid"})
 
 	// Profile, with optimistic concurrency.
 	upd := command(apiCall{method: "PATCH", path: cust, token: alice, body: obj{"gender": "f", "language": "en",

@@ -3,12 +3,15 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -41,6 +44,16 @@ type Config struct {
 	// Projections reports and rebuilds the projections (nil: those routes
 	// answer 503).
 	Projections ProjectionAdmin
+	// SocketTokens issues the tokens of the live profile socket and Socket
+	// serves GET /v1/ws (nil: those routes answer 503).
+	SocketTokens SocketTokens
+	Socket       http.Handler
+}
+
+// SocketTokens issues short-lived tokens for the live profile socket, bound
+// to one customer and the caller.
+type SocketTokens interface {
+	Issue(customerID string, actor domain.Actor) (token string, expires time.Time, err error)
 }
 
 // Server holds the API's dependencies.
@@ -54,6 +67,8 @@ type Server struct {
 	clock       func() time.Time
 	reader      *projections.Reader
 	projections ProjectionAdmin
+	tokens      SocketTokens
+	socket      http.Handler
 	routes      []Route
 }
 
@@ -72,7 +87,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("httpapi: service and authenticator are required")
 	}
 	s := &Server{svc: cfg.Service, auth: cfg.Auth, log: cfg.Logger, metrics: cfg.Metrics, ready: cfg.Ready, observer: cfg.Observer, clock: cfg.Clock, reader: cfg.Reader,
-		projections: cfg.Projections}
+		projections: cfg.Projections, tokens: cfg.SocketTokens, socket: cfg.Socket}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -110,6 +125,10 @@ func (s *Server) buildRoutes() []Route {
 		auth("PATCH", "/v1/customers/{id}", command(s, func(b updateProfileRequest) (domain.Command, error) { return b.command(), nil })),
 		auth("GET", "/v1/customers/{id}/events", s.events),
 		auth("GET", "/v1/customers/{id}/state", s.state),
+		auth("POST", "/v1/customers/{id}/socket-token", s.socketToken),
+		// The socket checks its own token: browsers cannot set headers on
+		// a WebSocket request.
+		pub("GET", "/v1/ws", s.liveSocket),
 		auth("POST", "/v1/customers/{id}/status", command(s, func(b statusRequest) (domain.Command, error) {
 			return domain.ChangeStatus{Status: b.Status, Reason: b.Reason, Labels: b.Labels, RejectType: b.RejectType}, nil
 		})),
@@ -229,6 +248,19 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
 }
+
+// Hijack lets the WebSocket upgrade through the recorder.
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := r.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("httpapi: the connection cannot be taken over")
+	}
+	r.status = http.StatusSwitchingProtocols
+	return h.Hijack()
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (s *Server) instrument(route string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -462,6 +494,45 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": events})
+}
+
+type socketTokenResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	URL       string    `json:"url"`
+}
+
+// socketToken gives the caller a token for the live socket of a customer it
+// may see; the check is the same as for reading the customer.
+func (s *Server) socketToken(w http.ResponseWriter, r *http.Request) {
+	if s.tokens == nil {
+		socketDisabled(w, r)
+		return
+	}
+	caller := callerFrom(r.Context())
+	id := r.PathValue("id")
+	if _, err := s.svc.Get(r.Context(), caller, id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	token, expires, err := s.tokens.Issue(id, caller.Actor)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, socketTokenResponse{Token: token, ExpiresAt: expires, URL: "/v1/ws?token=" + url.QueryEscape(token)})
+}
+
+func socketDisabled(w http.ResponseWriter, r *http.Request) {
+	writeProblem(w, r, Problem{Type: problemBase + "unavailable", Status: http.StatusServiceUnavailable, Detail: "the live socket is not enabled on this server"})
+}
+
+func (s *Server) liveSocket(w http.ResponseWriter, r *http.Request) {
+	if s.socket == nil {
+		socketDisabled(w, r)
+		return
+	}
+	s.socket.ServeHTTP(w, r)
 }
 
 func (s *Server) state(w http.ResponseWriter, r *http.Request) {

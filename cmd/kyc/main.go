@@ -46,6 +46,6 @@ allowed, and every event is hash-chained so an auditor can prove nothing was alt
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newLifecycleCmd(), newReplayCmd(), newVerifyCmd(), newProjectionsCmd(), newMigrateCmd())
+	root.AddCommand(newServeCmd(), newLifecycleCmd(), newReplayCmd(), newVerifyCmd(), newProjectionsCmd(), newMigrateCmd(), newSubscribeCmd())
 	return root
 }

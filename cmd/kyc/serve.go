@@ -25,6 +25,8 @@ type serveOptions struct {
 	demo          bool
 	demoCustomers int
 	logLevel      string
+	bus           string
+	socketSecret  string
 }
 
 func newServeCmd() *cobra.Command {
@@ -50,6 +52,10 @@ and logs where it is; send it as Authorization: Bearer <token>.`,
 	cmd.Flags().BoolVar(&o.demo, "demo", false, "fill an empty store with demo customers across all lifecycles")
 	cmd.Flags().IntVar(&o.demoCustomers, "demo-customers", 3000, "how many customers --demo creates")
 	cmd.Flags().StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&o.bus, "bus", os.Getenv("KYC_BUS"),
+		"where the relay publishes every event: empty or memory:// for the in-process channel, nats://... for NATS JetStream, postgres://... for PostgreSQL (env KYC_BUS)")
+	cmd.Flags().StringVar(&o.socketSecret, "socket-secret", os.Getenv("KYC_SOCKET_SECRET"),
+		"key (32+ bytes) that signs live socket tokens; every process behind one load balancer needs the same (default: random per process) (env KYC_SOCKET_SECRET)")
 	return cmd
 }
 
@@ -104,9 +110,23 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err := rs.engine.Start(engineCtx); err != nil {
 		return err
 	}
+	deliver, err := startDelivery(ctx, &o.store, o.bus, store, log, m)
+	if err != nil {
+		return err
+	}
+	defer deliver.Close()
+	shared, err := o.store.shared()
+	if err != nil {
+		return err
+	}
+	socket, err := startLive(ctx, store, o.socketSecret, shared, log)
+	if err != nil {
+		return err
+	}
+	defer socket.Close()
 	api, err := httpapi.New(httpapi.Config{
 		Service: svc, Auth: auth, Logger: log, Metrics: m.Handler(), Observer: m,
-		Reader: rs.reader, Projections: rs.engine,
+		Reader: rs.reader, Projections: rs.engine, SocketTokens: socket.tokens, Socket: socket.socket,
 		Ready: func(ctx context.Context) error {
 			_, err := store.ReadAll(ctx, domain.Start, 1)
 			return err

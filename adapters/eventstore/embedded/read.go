@@ -380,3 +380,16 @@ func (s *Store) CountAfter(ctx context.Context, after domain.Position) (int64, e
 	}
 	return max(last-from, 0), nil
 }
+
+// Tail is the position of the last event a reader can see (domain.Start
+// when the log is empty): where a follower of new events only starts.
+func (s *Store) Tail(ctx context.Context) (domain.Position, error) {
+	if s.rdb == nil {
+		return domain.Start, ErrClosed
+	}
+	var last int64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT coalesce(max(position), 0) FROM events WHERE position <= ?", s.visible()).Scan(&last); err != nil {
+		return domain.Start, fmt.Errorf("embedded: tail: %w", err)
+	}
+	return domain.Position{Commit: uint64(last), Prepare: uint64(last)}, nil
+}

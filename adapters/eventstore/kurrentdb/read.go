@@ -131,6 +131,45 @@ func (s *Store) ReadAll(ctx context.Context, after domain.Position, limit int) (
 	}
 }
 
+// Tail is the position of the last event of the log (domain.Start when
+// there is none), read backwards from the end of $all: where a follower of
+// new events only starts.
+func (s *Store) Tail(ctx context.Context) (domain.Position, error) {
+	from := esdb.AllPosition(esdb.End{})
+	for {
+		c, err := s.current()
+		if err != nil {
+			return domain.Start, err
+		}
+		rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: from}, readAllPage)
+		if err != nil {
+			return domain.Start, fmt.Errorf("kurrentdb: tail: %w", s.classify(ctx, c, err))
+		}
+		n := 0
+		for {
+			ev, err := rs.Recv()
+			if isEOF(err) {
+				break
+			}
+			if err != nil {
+				rs.Close()
+				return domain.Start, fmt.Errorf("kurrentdb: tail: %w", s.classify(ctx, c, err))
+			}
+			n++
+			r := ev.Event
+			if s.inLog(r.StreamID) {
+				rs.Close()
+				return domain.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}, nil
+			}
+			from = r.Position
+		}
+		rs.Close()
+		if n < readAllPage {
+			return domain.Start, nil
+		}
+	}
+}
+
 // allPosition is where a read of $all that must see every event after p
 // starts: from the beginning for Start, else at p itself (inclusive).
 func allPosition(p domain.Position) esdb.AllPosition {

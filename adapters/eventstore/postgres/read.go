@@ -37,6 +37,7 @@ const (
 	existsSQL    = `SELECT EXISTS (SELECT FROM kyc_events WHERE stream = $1)`
 	byIdemKeySQL = `SELECT ` + eventColumns + ` FROM kyc_events WHERE idempotency_key = $1 ORDER BY tx_id, position`
 	countSQL     = `SELECT count(*) FROM kyc_events WHERE (tx_id, position) > ($1, $2) AND tx_id < ` + horizon
+	tailSQL      = `SELECT tx_id, position FROM kyc_events WHERE tx_id < ` + horizon + ` ORDER BY tx_id DESC, position DESC LIMIT 1`
 )
 
 func sqlLimit(limit int) *int64 {
@@ -117,6 +118,27 @@ func (s *Store) CountAfter(ctx context.Context, after domain.Position) (int64, e
 		return 0, fmt.Errorf("postgres: count after %s: %w", after, classify(ctx, err))
 	}
 	return n, nil
+}
+
+// Tail is the position of the last event below the horizon (domain.Start
+// when there is none): where a follower of new events only starts.
+func (s *Store) Tail(ctx context.Context) (domain.Position, error) {
+	if s.isClosed() {
+		return domain.Start, fmt.Errorf("postgres: tail: %w", ErrClosed)
+	}
+	var (
+		p   domain.Position
+		pos int64
+	)
+	err := s.pool.QueryRow(ctx, tailSQL).Scan(&p.Commit, &pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return domain.Start, nil
+	}
+	if err != nil {
+		return domain.Start, fmt.Errorf("postgres: tail: %w", classify(ctx, err))
+	}
+	p.Prepare = uint64(pos)
+	return p, nil
 }
 
 // FindByIdempotencyKey returns the committed events that carry key, in

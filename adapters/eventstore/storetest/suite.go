@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) domain.EventStore) {
 		{"SubscribeAllResumeFromCheckpoint", testSubscribeResume},
 		{"ConcurrentExpectRevision", testConcurrentExpectRevision},
 		{"CancelledContext", testCancelledContext},
+		{"Tail", testTail},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -965,4 +966,32 @@ func testCancelledContext(t *testing.T, s domain.EventStore) {
 	sub := subscribe(ctx, s, before)
 	time.Sleep(20 * time.Millisecond)
 	sub.stop(t)
+}
+
+// tailer is implemented by stores that report the end of the log cheaply.
+type tailer interface {
+	Tail(ctx context.Context) (domain.Position, error)
+}
+
+func testTail(t *testing.T, s domain.EventStore) {
+	ts, ok := s.(tailer)
+	if !ok {
+		t.Skip("the store has no Tail")
+	}
+	ctx := testCtx(t)
+	for range 2 {
+		res := mustAppend(t, ctx, s, newStream("customer"), domain.ExpectNoStream, newEvents("Created", 2)...)
+		got, err := ts.Tail(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The suite's tests run one after another, so nothing was appended
+		// since.
+		if got != res.Position {
+			t.Fatalf("tail %s, the last append is at %s", got, res.Position)
+		}
+		if want := tail(t, ctx, s); got != want {
+			t.Fatalf("tail %s, the log ends at %s", got, want)
+		}
+	}
 }

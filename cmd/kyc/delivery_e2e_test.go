@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kycengine/kyc/adapters/delivery/bus"
+	"github.com/kycengine/kyc/adapters/delivery/bus/natstest"
+	"github.com/kycengine/kyc/adapters/delivery/cloudevent"
+	"github.com/kycengine/kyc/adapters/delivery/relay"
+	"github.com/kycengine/kyc/adapters/eventstore/embedded"
+	"github.com/kycengine/kyc/domain"
+)
+
+// TestRelayKilledMidStreamLosesNothing runs kyc serve publishing to NATS
+// JetStream under a write load, kills it with SIGKILL while the relay is
+// publishing, restarts it, and checks downstream: every stored event
+// arrived, each message's id is its event's id (so the redeliveries a crash
+// causes are recognisable), and kyc subscribe prints them as CloudEvents.
+func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
+	natsURL := natstest.Start(t)
+	dir := t.TempDir()
+	keys := writeKeys(t, dir)
+	data := filepath.Join(dir, "data")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	consumer, err := bus.Open(ctx, natsURL, bus.Options{Group: "e2e", FromStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	var (
+		mu       sync.Mutex
+		seen     = map[string]int{}
+		mismatch string
+	)
+	s := startServer(t, data, keys, "--bus", natsURL)
+	msgs, err := consumer.Subscriber().Subscribe(ctx, relay.DefaultTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for m := range msgs {
+			mu.Lock()
+			if id := m.Metadata.Get(cloudevent.KeyID); id != m.UUID {
+				mismatch = m.UUID + " carries event " + id
+			}
+			seen[m.UUID]++
+			mu.Unlock()
+			m.Ack()
+		}
+	}()
+
+	load := func(s *server, d time.Duration) {
+		stop, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for stop.Err() == nil {
+					code, body, err := s.call("POST", "/v1/customers", e2eRegistration)
+					if err != nil || code != 201 {
+						return
+					}
+					id := body["id"].(string)
+					if _, _, err := s.call("POST", "/v1/customers/"+id+"/status", `{"status":"PENDING_REVIEW"}`); err != nil {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	go func() {
+		time.Sleep(1200 * time.Millisecond)
+		s.kill()
+	}()
+	load(s, 2*time.Second)
+	s = startServer(t, data, keys, "--bus", natsURL)
+	load(s, time.Second)
+
+	// Everything stored must arrive; wait for it, then compare.
+	s.stop()
+	store, err := embedded.OpenReadOnly(ctx, filepath.Join(data, storeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := store.ReadAll(ctx, domain.Start, 0)
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) < 100 {
+		t.Fatalf("only %d events stored; the load did not run", len(log))
+	}
+	s = startServer(t, data, keys, "--bus", natsURL) // the relay publishes what the kill left behind
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		missing := ""
+		for _, e := range log {
+			if seen[e.ID.String()] == 0 {
+				missing = e.ID.String()
+				break
+			}
+		}
+		bad := mismatch
+		duplicates := 0
+		for _, n := range seen {
+			duplicates += n - 1
+		}
+		mu.Unlock()
+		if bad != "" {
+			t.Fatalf("message id differs from the event id: %s", bad)
+		}
+		if missing == "" {
+			t.Logf("%d events stored, all received downstream (%d redeliveries)", len(log), duplicates)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event %s never arrived downstream (of %d stored)", missing, len(log))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.stop()
+
+	// The reference consumer prints the status changes as CloudEvents.
+	statusChanges := 0
+	for _, e := range log {
+		if e.Type == "StatusChanged" {
+			statusChanges++
+		}
+	}
+	sub := exec.CommandContext(ctx, kycBinary, "subscribe", "--bus", natsURL, "--from-start", "--type", "StatusChanged")
+	out, err := sub.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	sub.Stderr = &stderr
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Process.Kill(); _ = sub.Wait() }()
+	lines := bufio.NewScanner(out)
+	lines.Buffer(make([]byte, 1<<20), 1<<20)
+	printed := map[string]bool{}
+	timeout := time.AfterFunc(60*time.Second, func() { _ = sub.Process.Kill() })
+	defer timeout.Stop()
+	for len(printed) < statusChanges && lines.Scan() {
+		var ev struct {
+			SpecVersion string          `json:"specversion"`
+			ID          string          `json:"id"`
+			Type        string          `json:"type"`
+			Subject     string          `json:"subject"`
+			Data        json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
+			t.Fatalf("kyc subscribe printed %q: %v", lines.Text(), err)
+		}
+		if ev.SpecVersion != "1.0" || ev.Type != "kyc.customer.StatusChanged" || ev.Subject == "" || len(ev.Data) == 0 {
+			t.Fatalf("kyc subscribe printed %s", lines.Text())
+		}
+		if printed[ev.ID] {
+			t.Fatalf("kyc subscribe printed event %s twice", ev.ID)
+		}
+		printed[ev.ID] = true
+	}
+	if len(printed) != statusChanges {
+		t.Fatalf("kyc subscribe printed %d of %d status changes\n%s", len(printed), statusChanges, strings.TrimSpace(stderr.String()))
+	}
+}
