@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,10 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/google/uuid"
 
+	"github.com/kycengine/kyc/adapters/delivery/bus"
+	"github.com/kycengine/kyc/adapters/delivery/relay"
+	"github.com/kycengine/kyc/adapters/delivery/state"
+	"github.com/kycengine/kyc/adapters/delivery/webhook"
 	"github.com/kycengine/kyc/adapters/enginetest"
 	eventmemory "github.com/kycengine/kyc/adapters/eventstore/memory"
 	"github.com/kycengine/kyc/adapters/httpapi"
@@ -53,10 +59,11 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 
 // testEngine is the command side and the credentials the test servers share.
 type testEngine struct {
-	svc     *domain.Service
-	log     *eventmemory.Store
-	auth    *httpapi.Authenticator
-	metrics http.Handler
+	svc      *domain.Service
+	log      *eventmemory.Store
+	auth     *httpapi.Authenticator
+	metrics  http.Handler
+	webhooks httpapi.Webhooks
 }
 
 func newTestServer(t *testing.T) *httpapi.Server {
@@ -90,11 +97,77 @@ func (e testEngine) server(t *testing.T, reader *projections.Reader, admin httpa
 	t.Helper()
 	tokens, socket := liveSocket(t, e.log)
 	s, err := httpapi.New(httpapi.Config{Service: e.svc, Auth: e.auth, Metrics: e.metrics, Reader: reader, Projections: admin,
-		SocketTokens: tokens, Socket: socket})
+		SocketTokens: tokens, Socket: socket, Webhooks: e.webhooks})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// webhookService runs the webhook pipeline over the engine's log for the
+// rest of the test: a relay publishing to an in-process bus, the service
+// consuming it, the delivery state in a temporary SQLite file. Failed
+// deliveries wait an hour for their second round, so they stay pending.
+func webhookService(t *testing.T, eng testEngine) *webhook.Service {
+	t.Helper()
+	st, err := state.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "delivery.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.Open(t.Context(), "", bus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := webhook.NewService(webhook.Config{Store: st, EventTypes: eng.svc.Codec().TypeNames(), CompanyOf: webhook.CompaniesFrom(eng.svc),
+		Schedule: webhook.Schedule{Delays: []time.Duration{time.Hour}},
+		Retry:    webhook.Retry{MaxRetries: 1, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond, Multiplier: 1},
+		Timeout:  2 * time.Second, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := relay.New(relay.Config{Log: eng.log, Publisher: b.Publisher(), Checkpoints: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = svc.Run(ctx, b.Subscriber()) })
+	select {
+	case <-svc.Started():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the webhook service did not start")
+	}
+	// The in-process bus keeps nothing: the relay starts once the service
+	// listens.
+	wg.Go(func() { _ = rel.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		b.Close()
+		st.Close()
+	})
+	return svc
+}
+
+// A server without a webhook service answers the webhook routes with 503.
+func TestWebhooksUnavailable(t *testing.T) {
+	srv := httptest.NewServer(newTestServer(t).Handler())
+	defer srv.Close()
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{aliceToken, http.StatusServiceUnavailable}, {customerToken, http.StatusForbidden}} {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/webhooks", nil)
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s, want %d problem", tc.token, resp.StatusCode, resp.Header.Get("Content-Type"), tc.want)
+		}
+	}
 }
 
 func TestOpenAPIDocumentIsValid(t *testing.T) {
@@ -366,6 +439,8 @@ type commandResult struct {
 func TestResponsesMatchOpenAPI(t *testing.T) {
 	doc := loadOpenAPI(t)
 	eng := newTestEngine(t)
+	hooks := webhookService(t, eng)
+	eng.webhooks = hooks
 	srv := httptest.NewServer(eng.server(t, nil, nil).Handler())
 	defer srv.Close()
 	// A second server over the same engine serves the read models, which the
@@ -417,6 +492,58 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	// Authentication.
 	c.do(apiCall{method: "GET", path: "/v1/customers/" + unknown, want: 401, wantType: "unauthenticated"})
 	c.do(apiCall{method: "GET", path: "/v1/customers/" + unknown, token: "not-a-known-token-at-all", want: 401, wantType: "unauthenticated"})
+
+	// Webhooks, registered before the customers below so that their events
+	// are delivered: one receiver that answers 204, one that always fails.
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer receiver.Close()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }))
+	defer failing.Close()
+	var created struct {
+		Endpoint struct {
+			ID string `json:"id"`
+		} `json:"endpoint"`
+		Secret string `json:"secret"`
+	}
+	res := c.do(apiCall{method: "POST", path: "/v1/webhooks", token: alice, body: obj{"url": receiver.URL + "/kyc",
+		"types": []string{"CustomerRegistered", "StatusChanged"}, "description": "CRM"}, want: 201})
+	res.decode(t, &created)
+	hook := "/v1/webhooks/" + created.Endpoint.ID
+	if res.header.Get("Location") != hook || !strings.HasPrefix(created.Secret, "whsec_") {
+		t.Errorf("created webhook: Location %q, secret %q", res.header.Get("Location"), created.Secret)
+	}
+	c.do(apiCall{method: "POST", path: "/v1/webhooks", token: alice, body: obj{"url": failing.URL, "types": []string{"CustomerRegistered"}}, want: 201}).decode(t, &created)
+	failingHook := "/v1/webhooks/" + created.Endpoint.ID
+	c.do(apiCall{method: "POST", path: "/v1/webhooks", token: root, body: obj{"url": receiver.URL + "/all", "company": "*"}, want: 201})
+	c.do(apiCall{method: "POST", path: "/v1/webhooks", token: alice, body: obj{"url": receiver.URL, "company": "*"}, want: 403, wantType: "forbidden"})
+	c.do(apiCall{method: "POST", path: "/v1/webhooks", token: eve, body: obj{"url": receiver.URL, "company": "acme"}, want: 403, wantType: "forbidden"})
+	c.do(apiCall{method: "POST", path: "/v1/webhooks", token: customer, body: obj{"url": receiver.URL}, want: 403, wantType: "forbidden"})
+	c.do(apiCall{method: "POST", path: "/v1/webhooks", token: alice, body: obj{"url": "ftp://example.com/hook"}, want: 422, wantType: "invalid-input"})
+	c.do(apiCall{method: "POST", path: "/v1/webhooks", token: alice, body: obj{"url": "https://example.com/hook", "types": []string{"NoSuchEvent"}},
+		want: 422, wantType: "invalid-input", offContract: true})
+	c.do(apiCall{method: "POST", path: "/v1/webhooks", token: alice, body: obj{"url": "https://example.com/hook", "colour": "red"},
+		want: 400, wantType: "malformed-request", offContract: true})
+	var hookList struct {
+		Items []struct {
+			ID string `json:"id"`
+		} `json:"items"`
+	}
+	c.do(apiCall{method: "GET", path: "/v1/webhooks", token: alice, want: 200}).decode(t, &hookList)
+	if len(hookList.Items) != 2 {
+		t.Errorf("alice sees %d webhooks, want acme's 2", len(hookList.Items))
+	}
+	c.do(apiCall{method: "GET", path: "/v1/webhooks", token: root, want: 200}).decode(t, &hookList)
+	if len(hookList.Items) != 3 {
+		t.Errorf("a superuser sees %d webhooks, want 3", len(hookList.Items))
+	}
+	c.do(apiCall{method: "GET", path: "/v1/webhooks", token: customer, want: 403, wantType: "forbidden"})
+	c.do(apiCall{method: "GET", path: hook, token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: hook, token: eve, want: 404, wantType: "webhook-not-found"})
+	c.do(apiCall{method: "GET", path: "/v1/webhooks/not-a-uuid", token: alice, want: 404, wantType: "webhook-not-found"})
+	c.do(apiCall{method: "POST", path: hook + "/secrets", token: alice, want: 201})
+	c.do(apiCall{method: "POST", path: hook + "/secrets", token: bob, body: obj{}, want: 201})
+	c.do(apiCall{method: "POST", path: hook + "/secrets", token: eve, want: 404, wantType: "webhook-not-found"})
+	c.do(apiCall{method: "POST", path: hook + "/secrets", token: alice, body: obj{"expire": "now"}, want: 400, wantType: "malformed-request", offContract: true})
 
 	// Registration, with an idempotent retry.
 	registration := obj{
@@ -712,6 +839,71 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		t.Errorf("projection status after a rebuild of audit: %+v", sts.Items)
 	}
 
+	// Webhook deliveries of the events above: the receiver got acme's
+	// registrations and status changes; the failing endpoint's deliveries
+	// wait for their next round.
+	var delivered, pending string
+	acme := webhook.CompanyScope("acme")
+	eventually(t, "webhook deliveries", func() bool {
+		ds, _, err := hooks.ListDeliveries(context.Background(), acme, webhook.DeliveryFilter{EndpointID: strings.TrimPrefix(failingHook, "/v1/webhooks/")})
+		if err != nil || len(ds) < 3 {
+			return false
+		}
+		for _, d := range ds {
+			if d.Rounds == 0 {
+				return false
+			}
+		}
+		pending = ds[0].ID
+		ds, _, err = hooks.ListDeliveries(context.Background(), acme, webhook.DeliveryFilter{EndpointID: strings.TrimPrefix(hook, "/v1/webhooks/"), Status: webhook.StatusDelivered})
+		if err != nil || len(ds) == 0 {
+			return false
+		}
+		delivered = ds[0].ID
+		return true
+	})
+	var page struct {
+		Total int `json:"total"`
+		Items []struct {
+			Status string `json:"status"`
+		} `json:"items"`
+	}
+	c.do(apiCall{method: "GET", path: hook + "/deliveries", token: alice, want: 200}).decode(t, &page)
+	if page.Total < 3 {
+		t.Errorf("%d deliveries, want at least acme's 3 registrations", page.Total)
+	}
+	c.do(apiCall{method: "GET", path: hook + "/deliveries?status=delivered&page=1&per_page=50", token: alice, want: 200})
+	c.do(apiCall{method: "GET", path: failingHook + "/deliveries?status=pending", token: bob, want: 200}).decode(t, &page)
+	if page.Total != 3 || page.Items[0].Status != "pending" {
+		t.Errorf("failing endpoint: %d pending deliveries, want 3", page.Total)
+	}
+	c.do(apiCall{method: "GET", path: hook + "/deliveries?status=lost", token: alice, want: 422, wantType: "invalid-input", offContract: true})
+	c.do(apiCall{method: "GET", path: hook + "/deliveries?colour=red", token: alice, want: 422, wantType: "invalid-input"})
+	c.do(apiCall{method: "GET", path: hook + "/deliveries", token: eve, want: 404, wantType: "webhook-not-found"})
+	var detail struct {
+		Delivery struct {
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
+		} `json:"delivery"`
+		Attempts []struct {
+			Status int `json:"status"`
+		} `json:"attempts"`
+	}
+	c.do(apiCall{method: "GET", path: "/v1/webhook-deliveries/" + delivered, token: alice, want: 200}).decode(t, &detail)
+	if detail.Delivery.Status != "delivered" || len(detail.Attempts) != 1 || detail.Attempts[0].Status != 204 {
+		t.Errorf("delivered delivery: %+v", detail)
+	}
+	c.do(apiCall{method: "GET", path: "/v1/webhook-deliveries/" + pending, token: root, want: 200})
+	c.do(apiCall{method: "GET", path: "/v1/webhook-deliveries/" + delivered, token: eve, want: 404, wantType: "webhook-not-found"})
+	c.do(apiCall{method: "GET", path: "/v1/webhook-deliveries/" + unknown, token: alice, want: 404, wantType: "webhook-not-found"})
+	c.do(apiCall{method: "POST", path: "/v1/webhook-deliveries/" + delivered + "/replay", token: alice, want: 202})
+	c.do(apiCall{method: "POST", path: "/v1/webhook-deliveries/" + pending + "/replay", token: alice, body: obj{}, want: 409, wantType: "delivery-pending"})
+	c.do(apiCall{method: "POST", path: "/v1/webhook-deliveries/" + delivered + "/replay", token: eve, want: 404, wantType: "webhook-not-found"})
+	c.do(apiCall{method: "DELETE", path: failingHook, token: eve, want: 404, wantType: "webhook-not-found"})
+	c.do(apiCall{method: "DELETE", path: failingHook, token: alice, want: 204})
+	c.do(apiCall{method: "GET", path: "/v1/webhook-deliveries/" + pending, token: alice, want: 404, wantType: "webhook-not-found"})
+	c.do(apiCall{method: "DELETE", path: failingHook, token: alice, want: 404, wantType: "webhook-not-found"})
+
 	// Every documented operation must have been exercised.
 	var missed []string
 	for path, item := range doc.Paths.Map() {
@@ -750,5 +942,17 @@ func TestQueryEnumsMatchTheEngine(t *testing.T) {
 	}
 	if got, want := enum("EventType"), svc.Codec().TypeNames(); !slices.Equal(got, want) {
 		t.Errorf("EventType enum %v, want the codec's types %v", got, want)
+	}
+}
+
+// eventually polls cond until it holds, for at most 10 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -48,6 +48,9 @@ type Config struct {
 	// serves GET /v1/ws (nil: those routes answer 503).
 	SocketTokens SocketTokens
 	Socket       http.Handler
+	// Webhooks manages the webhook endpoints and their deliveries (nil:
+	// those routes answer 503).
+	Webhooks Webhooks
 }
 
 // SocketTokens issues short-lived tokens for the live profile socket, bound
@@ -69,6 +72,7 @@ type Server struct {
 	projections ProjectionAdmin
 	tokens      SocketTokens
 	socket      http.Handler
+	webhooks    Webhooks
 	routes      []Route
 }
 
@@ -87,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("httpapi: service and authenticator are required")
 	}
 	s := &Server{svc: cfg.Service, auth: cfg.Auth, log: cfg.Logger, metrics: cfg.Metrics, ready: cfg.Ready, observer: cfg.Observer, clock: cfg.Clock, reader: cfg.Reader,
-		projections: cfg.Projections, tokens: cfg.SocketTokens, socket: cfg.Socket}
+		projections: cfg.Projections, tokens: cfg.SocketTokens, socket: cfg.Socket, webhooks: cfg.Webhooks}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -122,6 +126,16 @@ func (s *Server) buildRoutes() []Route {
 		auth("GET", "/v1/customers/{id}/history", s.history),
 		auth("GET", "/v1/projections", s.projectionStatus),
 		auth("POST", "/v1/projections/{name}/rebuild", s.rebuildProjection),
+		auth("POST", "/v1/webhooks", s.createWebhook),
+		auth("GET", "/v1/webhooks", s.listWebhooks),
+		auth("GET", "/v1/webhooks/{id}", s.getWebhook),
+		auth("DELETE", "/v1/webhooks/{id}", s.deleteWebhook),
+		auth("POST", "/v1/webhooks/{id}/secrets", s.rotateWebhookSecret),
+		auth("GET", "/v1/webhooks/{id}/deliveries", s.listWebhookDeliveries),
+		// Deliveries have their own root: under /v1/webhooks/deliveries/{id}
+		// they would clash with /v1/webhooks/{id}/deliveries.
+		auth("GET", "/v1/webhook-deliveries/{id}", s.getWebhookDelivery),
+		auth("POST", "/v1/webhook-deliveries/{id}/replay", s.replayWebhookDelivery),
 		auth("PATCH", "/v1/customers/{id}", command(s, func(b updateProfileRequest) (domain.Command, error) { return b.command(), nil })),
 		auth("GET", "/v1/customers/{id}/events", s.events),
 		auth("GET", "/v1/customers/{id}/state", s.state),

@@ -11,11 +11,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/kycengine/kyc/adapters/delivery/bus"
 	"github.com/kycengine/kyc/adapters/delivery/live"
 	"github.com/kycengine/kyc/adapters/delivery/relay"
 	"github.com/kycengine/kyc/adapters/delivery/state"
+	"github.com/kycengine/kyc/adapters/delivery/webhook"
 	"github.com/kycengine/kyc/adapters/metrics"
+	"github.com/kycengine/kyc/domain"
 	"github.com/kycengine/kyc/projections"
 )
 
@@ -37,47 +41,85 @@ func (f *storeFlags) openDeliveryState(ctx context.Context) (*state.Store, error
 	return state.OpenSQLite(ctx, filepath.Join(f.dataDir, deliveryFile))
 }
 
-// delivery is the running relay: the bus it publishes to and what it needs
-// to stop cleanly.
+// delivery is the running relay and webhook service: the buses they use and
+// what they need to stop cleanly.
 type delivery struct {
-	bus   *bus.Bus
-	state *state.Store
-	wg    sync.WaitGroup
-	stop  context.CancelFunc
+	bus      *bus.Bus
+	hookBus  *bus.Bus // nil on the in-process channel, which the relay's bus serves
+	state    *state.Store
+	webhooks *webhook.Service
+	wg       sync.WaitGroup
+	stop     context.CancelFunc
 }
 
-// startDelivery opens the bus and runs the relay in the background: in this
-// process alone, or, where processes share the read models, in whichever
-// holds the "relay" lease.
-func startDelivery(ctx context.Context, f *storeFlags, busURL string, events relay.Log, log *slog.Logger, m *metrics.Metrics) (*delivery, error) {
-	b, err := bus.Open(ctx, busURL, bus.Options{Logger: log})
-	if err != nil {
+// startDelivery opens the bus, starts the webhook service and then the
+// relay: in this process alone, or, where processes share the read models,
+// in whichever holds the "relay" lease. Webhooks run in every process (a
+// consumer group and row claims share the work); they subscribe before the
+// relay publishes, since the in-process channel drops what nobody listens to.
+func startDelivery(ctx context.Context, f *storeFlags, busURL string, events relay.Log, svc *domain.Service, log *slog.Logger, m *metrics.Metrics) (_ *delivery, err error) {
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d := &delivery{stop: stop}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.bus, err = bus.Open(ctx, busURL, bus.Options{Logger: log}); err != nil {
 		return nil, fmt.Errorf("--bus: %w", err)
 	}
-	st, err := f.openDeliveryState(ctx)
-	if err != nil {
-		b.Close()
+	if d.state, err = f.openDeliveryState(ctx); err != nil {
 		return nil, err
 	}
-	r, err := relay.New(relay.Config{
-		Log: events, Publisher: b.Publisher(), Checkpoints: st, Observer: m.Relay(), Logger: log,
+	hookSub := d.bus.Subscriber()
+	if d.bus.Kind() != bus.KindMemory {
+		if d.hookBus, err = bus.Open(ctx, busURL, bus.Options{Logger: log, Group: webhook.Group}); err != nil {
+			return nil, fmt.Errorf("--bus: %w", err)
+		}
+		hookSub = d.hookBus.Subscriber()
+	}
+	d.webhooks, err = webhook.NewService(webhook.Config{
+		Store: d.state, Logger: log, EventTypes: svc.Codec().TypeNames(), CompanyOf: webhook.CompaniesFrom(svc),
 	})
 	if err != nil {
-		st.Close()
-		b.Close()
+		return nil, err
+	}
+	d.wg.Go(func() { runWebhooks(runCtx, d.webhooks, hookSub, log) })
+	select {
+	case <-d.webhooks.Started():
+	case <-time.After(30 * time.Second):
+		return nil, errors.New("webhooks: the subscription to the bus did not start within 30s")
+	}
+	r, err := relay.New(relay.Config{
+		Log: events, Publisher: d.bus.Publisher(), Checkpoints: d.state, Observer: m.Relay(), Logger: log,
+	})
+	if err != nil {
 		return nil, err
 	}
 	leases, err := f.leases(log)
 	if err != nil {
-		st.Close()
-		b.Close()
 		return nil, err
 	}
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	d := &delivery{bus: b, state: st, stop: stop}
 	d.wg.Go(func() { runRelay(runCtx, r, leases, log) })
-	log.Info("relay: publishing the log", "bus", b.Kind(), "topic", relay.DefaultTopic)
+	log.Info("relay: publishing the log", "bus", d.bus.Kind(), "topic", relay.DefaultTopic)
 	return d, nil
+}
+
+// runWebhooks keeps the webhook service running: a transport that ended its
+// subscription is subscribed to again after a pause.
+func runWebhooks(ctx context.Context, hooks *webhook.Service, sub message.Subscriber, log *slog.Logger) {
+	for {
+		err := hooks.Run(ctx, sub)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("webhooks: stopped; starting again", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func runRelay(ctx context.Context, r *relay.Relay, leases projections.Leases, log *slog.Logger) {
@@ -106,11 +148,21 @@ func runRelay(ctx context.Context, r *relay.Relay, leases projections.Leases, lo
 	}
 }
 
-// Close stops the relay and closes the bus and the state store.
+// Close stops the relay and the webhooks (which hand their claimed
+// deliveries back) and closes the buses and the state store.
 func (d *delivery) Close() error {
 	d.stop()
 	d.wg.Wait()
-	return errors.Join(d.bus.Close(), d.state.Close())
+	var errs []error
+	for _, b := range []*bus.Bus{d.hookBus, d.bus} {
+		if b != nil {
+			errs = append(errs, b.Close())
+		}
+	}
+	if d.state != nil {
+		errs = append(errs, d.state.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // liveSocket is the running live profile socket: its tokens, its handler

@@ -110,7 +110,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err := rs.engine.Start(engineCtx); err != nil {
 		return err
 	}
-	deliver, err := startDelivery(ctx, &o.store, o.bus, store, log, m)
+	deliver, err := startDelivery(ctx, &o.store, o.bus, store, svc, log, m)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func serve(ctx context.Context, o serveOptions) error {
 	defer socket.Close()
 	api, err := httpapi.New(httpapi.Config{
 		Service: svc, Auth: auth, Logger: log, Metrics: m.Handler(), Observer: m,
-		Reader: rs.reader, Projections: rs.engine, SocketTokens: socket.tokens, Socket: socket.socket,
+		Reader: rs.reader, Projections: rs.engine, SocketTokens: socket.tokens, Socket: socket.socket, Webhooks: deliver.webhooks,
 		Ready: func(ctx context.Context) error {
 			_, err := store.ReadAll(ctx, domain.Start, 1)
 			return err

@@ -1,5 +1,7 @@
 // Package state keeps what delivery to the outside needs to remember across
-// restarts: how far each relay has published the log. It lives in its own
+// restarts: how far each relay has published the log, and the webhook
+// endpoints with their pending and past deliveries (the tables of package
+// webhook, which works on [Store.DB] in [Store.Dialect]). It lives in its own
 // SQLite file in the data folder (delivery.db) or in PostgreSQL beside the
 // read models, and unlike the read models it cannot be rebuilt: losing it
 // means publishing the whole log again (consumers deduplicate on event id,
@@ -28,9 +30,29 @@ import (
 // ErrSchemaVersion: the database was migrated by a newer binary.
 var ErrSchemaVersion = errors.New("delivery state schema version mismatch")
 
+// Dialect is the SQL dialect of the database under a Store.
+type Dialect string
+
+// The dialects. Table names differ too: PostgreSQL's carry the "kyc_"
+// prefix ([Dialect.TablePrefix]), because there the tables share a database
+// with the read models and whatever else the deployment keeps.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// TablePrefix is what the dialect's delivery tables are named with.
+func (d Dialect) TablePrefix() string {
+	if d == Postgres {
+		return "kyc_"
+	}
+	return ""
+}
+
 // Store is the delivery state of one deployment.
 type Store struct {
 	db       *sql.DB
+	dialect  Dialect
 	describe string
 	load     string
 	save     string
@@ -75,7 +97,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("delivery state: %w", err)
 	}
 	return &Store{
-		db: db, describe: abs,
+		db: db, dialect: SQLite, describe: abs,
 		load: `SELECT commit_pos, prepare FROM delivery_checkpoints WHERE name = ?`,
 		save: `INSERT INTO delivery_checkpoints (name, commit_pos, prepare, updated_at) VALUES (?, ?, ?, ?)
 		       ON CONFLICT (name) DO UPDATE SET commit_pos = excluded.commit_pos, prepare = excluded.prepare, updated_at = excluded.updated_at`,
@@ -104,7 +126,7 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("delivery state: %w: %w", domain.ErrStoreUnavailable, err)
 	}
 	return &Store{
-		db: db, describe: "postgres",
+		db: db, dialect: Postgres, describe: "postgres",
 		load: `SELECT commit_pos, prepare FROM kyc_delivery_checkpoints WHERE name = $1`,
 		save: `INSERT INTO kyc_delivery_checkpoints (name, commit_pos, prepare, updated_at) VALUES ($1, $2, $3, $4)
 		       ON CONFLICT (name) DO UPDATE SET commit_pos = excluded.commit_pos, prepare = excluded.prepare, updated_at = excluded.updated_at`,
@@ -113,6 +135,18 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// DB is the migrated database, for the packages that keep their own tables
+// in the delivery state (webhook). The SQLite pool has a single connection,
+// so its users must not hold rows open while running another statement.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Dialect says which SQL the database speaks.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// String names the database (the SQLite file's path, or "postgres"), for
+// logs.
+func (s *Store) String() string { return s.describe }
 
 // Checkpoint is the position up to which the named consumer has delivered
 // the log (domain.Start when it never saved one).

@@ -74,3 +74,30 @@ func TestSQLiteReopen(t *testing.T) {
 		t.Fatalf("after reopen: %v %v, want %v", got, err, want)
 	}
 }
+
+// The webhook tables are migrated in both dialects, under the names
+// Dialect.TablePrefix gives.
+func TestWebhookTables(t *testing.T) {
+	sqlite, err := OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "delivery.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlite.Close()
+	pg, err := OpenPostgres(t.Context(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	for _, s := range []*Store{sqlite, pg} {
+		want := map[*Store]Dialect{sqlite: SQLite, pg: Postgres}[s]
+		if s.Dialect() != want || s.DB() == nil {
+			t.Fatalf("%s: dialect %q, want %q", s, s.Dialect(), want)
+		}
+		for _, table := range []string{"webhook_endpoints", "webhook_secrets", "webhook_customers", "webhook_deliveries", "webhook_attempts"} {
+			var n int
+			if err := s.DB().QueryRowContext(t.Context(), "SELECT COUNT(*) FROM "+s.Dialect().TablePrefix()+table).Scan(&n); err != nil {
+				t.Errorf("%s: %s: %v", s, table, err)
+			}
+		}
+	}
+}
