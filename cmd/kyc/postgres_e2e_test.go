@@ -223,7 +223,7 @@ func TestThreeServersOnOnePostgres(t *testing.T) {
 	if out, code := runKyc(t, "verify", "--events", url); code != 0 || !strings.HasPrefix(out, "OK:") {
 		t.Fatalf("kyc verify --events: exit %d\n%s", code, out)
 	}
-	if out, code := runKyc(t, "migrate", "--events", url); code != 0 || !strings.Contains(out, "migrated read models") {
+	if out, code := runKyc(t, "migrate", "--events", url); code != 0 || !strings.Contains(out, "migrated read models") || !strings.Contains(out, "migrated delivery state") {
 		t.Fatalf("kyc migrate --events: exit %d\n%s", code, out)
 	}
 	if out, code := runKyc(t, "projections", "status", "--events", url); code != 0 || !strings.Contains(out, "customers") || !strings.Contains(out, "audit") {

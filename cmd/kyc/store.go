@@ -279,7 +279,15 @@ func (f *storeFlags) migrate(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 	}
-	return append(done, "read models "+f.describeRead()), nil
+	done = append(done, "read models "+f.describeRead())
+	ds, err := f.openDeliveryState(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("delivery state: %w", err)
+	}
+	if err := ds.Close(); err != nil {
+		return nil, err
+	}
+	return append(done, "delivery state (relay checkpoint, webhooks) beside the read models"), nil
 }
 
 func (f *storeFlags) lifecycles() (*domain.Lifecycles, error) {
