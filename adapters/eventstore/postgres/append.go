@@ -521,7 +521,7 @@ SELECT (SELECT array_agg(r.n = ANY ((SELECT apps FROM ok)::bigint[]) ORDER BY r.
 // querier is what a batch runs on: the pool, or a transaction when a test
 // holds the commit back.
 type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // runBatch writes the batch with appendSQL and answers every append of it
@@ -550,23 +550,37 @@ func (s *Store) runBatch(batch []*appendReq) error {
 		q = tx
 	}
 	var out batchResult
-	rows, err := q.Query(ctx, appendSQL, args...)
-	if err != nil {
-		return err
-	}
+	// The append announces itself to readers (appendLockSQL, see the
+	// horizon) before its first write; the lock and the statement go in one
+	// pipeline, so one round trip and one implicit transaction.
+	var b pgx.Batch
+	b.Queue(appendLockSQL)
+	b.Queue(appendSQL, args...)
+	br := q.SendBatch(ctx, &b)
+	_, err := br.Exec()
 	found := false
-	for rows.Next() {
-		found = true
-		var notified int64
-		if err := rows.Scan(&out.appended, &out.stored, &out.heads, &out.hashes, &out.xid,
-			&out.streams, &out.revisions, &out.positions, &notified); err != nil {
+	if err == nil {
+		var rows pgx.Rows
+		rows, err = br.Query()
+		for err == nil && rows.Next() {
+			found = true
+			var notified int64
+			err = rows.Scan(&out.appended, &out.stored, &out.heads, &out.hashes, &out.xid,
+				&out.streams, &out.revisions, &out.positions, &notified)
+		}
+		if rows != nil {
 			rows.Close()
-			return err
+			if err == nil {
+				err = rows.Err()
+			}
 		}
 	}
-	// In autocommit the statement has committed once its rows are read
-	// to the end without error.
-	if err := rows.Err(); err != nil {
+	// Closing the pipeline reads up to the end of the implicit transaction,
+	// so in autocommit the batch has committed once it closes without error.
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	if !found {

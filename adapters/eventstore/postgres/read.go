@@ -16,10 +16,47 @@ import (
 const eventColumns = `tx_id, position, id, stream, revision, type, schema_version, occurred_at, recorded_at,
 	actor_kind, actor_id, actor_company, correlation_id, causation_id, idempotency_key, data, personal, prev_hash, hash`
 
-// horizon is the oldest transaction still running: every transaction below
-// it has ended, so the log below it is final. In a reading statement it is
-// the statement's own snapshot, the one the rows come from.
-const horizon = `pg_snapshot_xmin(pg_current_snapshot())`
+// The horizon is where readers of the log stop: below it, every append
+// transaction has ended, so no event can appear there later. It is not the
+// server's oldest running transaction (pg_snapshot_xmin): that would make
+// every reader wait for any long transaction anywhere on the server, the
+// read models' own commits included. Appends instead announce themselves:
+// each takes the shared advisory lock appendLockSQL before its first write,
+// so before it has a transaction id, and holds it to its end.
+//
+// horizonSQL starts from its statement's snapshot: xmax, and the
+// transactions in progress (xip). An append whose id is below xmax took the
+// lock before it got that id, and the id is in xip unless it had ended. The
+// statement then reads the lock table (after the snapshot): an id in xip
+// held by a lock holder is an append and counts; an id held by any other
+// backend is not and is ignored; an id whose transaction lock is not there
+// counts too, since it is either in the instant between getting its id and
+// locking it, or has just ended (then counting it only delays a reader).
+// The horizon is the smallest id that counts, else xmax. The query that
+// reads below it must take its snapshot after this statement, so readers
+// send horizonSQL and their query in one pipeline: one round trip, one
+// implicit transaction, the horizon passed on in the transaction-local
+// setting kyc.horizon. pg_locks shows 32-bit ids; they are matched to the
+// snapshot's by their low 32 bits (ids in progress are never 2^31 apart).
+const (
+	appendLockSQL = `SELECT pg_advisory_xact_lock_shared(1803116385, 1)`
+	horizonSQL    = `WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
+	locks AS MATERIALIZED (
+		SELECT locktype, pid, mode, granted, classid, objid, objsubid, transactionid::text::bigint AS low FROM pg_locks),
+	appenders AS (
+		SELECT pid FROM locks
+		 WHERE locktype = 'advisory' AND classid = 1803116385 AND objid = 1 AND objsubid = 2 AND granted),
+	owners AS (
+		SELECT low, pid FROM locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted),
+	running AS (
+		SELECT x::text::bigint AS xid FROM snap, pg_snapshot_xip(snap.s) AS x)
+	SELECT set_config('kyc.horizon', least(
+		(SELECT pg_snapshot_xmax(s)::text::bigint FROM snap),
+		(SELECT min(r.xid) FROM running r
+		  WHERE NOT EXISTS (SELECT FROM owners o WHERE o.low = r.xid & 4294967295)
+		     OR EXISTS (SELECT FROM owners o JOIN appenders a ON a.pid = o.pid WHERE o.low = r.xid & 4294967295)))::text, true)`
+	horizon = `current_setting('kyc.horizon')::xid8`
+)
 
 // LIMIT NULL is PostgreSQL's "no limit".
 const (
@@ -100,11 +137,38 @@ func (s *Store) ReadAll(ctx context.Context, after domain.Position, limit int) (
 	if s.isClosed() {
 		return nil, fmt.Errorf("postgres: read all after %s: %w", after, ErrClosed)
 	}
-	events, err := s.query(ctx, readAllSQL, after.Commit, clampRevision(after.Prepare), sqlLimit(limit))
+	var b pgx.Batch
+	b.Queue(horizonSQL)
+	b.Queue(readAllSQL, after.Commit, clampRevision(after.Prepare), sqlLimit(limit))
+	br := s.pool.SendBatch(ctx, &b)
+	_, err := br.Exec()
+	var events []domain.RecordedEvent
+	if err == nil {
+		events, err = s.scanEvents(br.Query())
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read all after %s: %w", after, classify(ctx, err))
 	}
 	return events, nil
+}
+
+// belowHorizon runs one single-row query that reads below the horizon.
+func (s *Store) belowHorizon(ctx context.Context, sql string, args []any, dest ...any) error {
+	var b pgx.Batch
+	b.Queue(horizonSQL)
+	b.Queue(sql, args...)
+	br := s.pool.SendBatch(ctx, &b)
+	_, err := br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(dest...)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // CountAfter counts the events ReadAll would return after position after.
@@ -114,7 +178,7 @@ func (s *Store) CountAfter(ctx context.Context, after domain.Position) (int64, e
 		return 0, fmt.Errorf("postgres: count after %s: %w", after, ErrClosed)
 	}
 	var n int64
-	if err := s.pool.QueryRow(ctx, countSQL, after.Commit, clampRevision(after.Prepare)).Scan(&n); err != nil {
+	if err := s.belowHorizon(ctx, countSQL, []any{after.Commit, clampRevision(after.Prepare)}, &n); err != nil {
 		return 0, fmt.Errorf("postgres: count after %s: %w", after, classify(ctx, err))
 	}
 	return n, nil
@@ -130,7 +194,7 @@ func (s *Store) Tail(ctx context.Context) (domain.Position, error) {
 		p   domain.Position
 		pos int64
 	)
-	err := s.pool.QueryRow(ctx, tailSQL).Scan(&p.Commit, &pos)
+	err := s.belowHorizon(ctx, tailSQL, nil, &p.Commit, &pos)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return domain.Start, nil
 	}
@@ -195,10 +259,15 @@ func (s *Store) readForSubscription(ctx context.Context, after domain.Position, 
 		return nil, ErrClosed
 	}
 	var b pgx.Batch
+	b.Queue(horizonSQL)
 	b.Queue(readAllSQL, after.Commit, clampRevision(after.Prepare), sqlLimit(limit))
 	b.Queue(unseenSQL, after.Commit, clampRevision(after.Prepare), int64(limit)+1)
 	br := s.pool.SendBatch(ctx, &b)
-	events, err := s.scanEvents(br.Query())
+	_, err := br.Exec()
+	var events []domain.RecordedEvent
+	if err == nil {
+		events, err = s.scanEvents(br.Query())
+	}
 	var unseen int64
 	if err == nil {
 		err = br.QueryRow().Scan(&unseen)

@@ -31,15 +31,15 @@
 // is (transaction id, sequence), which is domain.Position{Commit, Prepare}.
 // Transaction ids are handed out when a transaction first writes, not when
 // it commits, so a transaction with a lower id can commit after one with a
-// higher id. Readers of the log (ReadAll, CountAfter, subscriptions) therefore
-// see only events whose transaction id is below the oldest transaction still
-// running (pg_snapshot_xmin(pg_current_snapshot())): everything below that
-// horizon has committed or never will, so no event can later appear behind a
-// position a reader has passed. A plain sequence would not do: numbers are
-// taken in one order and committed in another, and a reader that has seen 7
-// never goes back for a 6 that commits after it. The horizon is
-// cluster-wide: any long transaction that wrote something, in any database of
-// the server, holds back what subscribers see until it ends.
+// higher id. Readers of the log (ReadAll, CountAfter, Tail, subscriptions)
+// therefore see only events below a horizon under which every append has
+// ended, so no event can later appear behind a position a reader has
+// passed. A plain sequence would not do: numbers are taken in one order and
+// committed in another, and a reader that has seen 7 never goes back for a
+// 6 that commits after it. The horizon counts append transactions only
+// (each announces itself with a shared advisory lock; see horizonSQL), not
+// every transaction of the server: a long transaction elsewhere, or the
+// read models' own commits, do not hold subscribers back.
 //
 // Notifications. The append transaction calls pg_notify; each Store keeps one
 // connection that LISTENs, shared by all its subscriptions (catchup.Run) and
