@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,19 +13,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/kycengine/kyc/adapters/delivery/bus"
 	"github.com/kycengine/kyc/adapters/delivery/bus/natstest"
 	"github.com/kycengine/kyc/adapters/delivery/cloudevent"
 	"github.com/kycengine/kyc/adapters/delivery/relay"
+	"github.com/kycengine/kyc/adapters/delivery/state"
 	"github.com/kycengine/kyc/adapters/eventstore/embedded"
 	"github.com/kycengine/kyc/domain"
 )
 
 // TestRelayKilledMidStreamLosesNothing runs kyc serve publishing to NATS
-// JetStream under a write load, kills it with SIGKILL while the relay is
-// publishing, restarts it, and checks downstream: every stored event
-// arrived, each message's id is its event's id (so the redeliveries a crash
-// causes are recognisable), and kyc subscribe prints them as CloudEvents.
+// JetStream with a backlog of stored events and a write load, kills it with
+// SIGKILL while the relay is still working through the backlog (checked:
+// its saved checkpoint is short of the log's end), restarts it, and checks
+// downstream: every stored event arrived, each message's id is its event's
+// id (so the redeliveries a crash causes are recognisable), and kyc
+// subscribe prints the status changes as CloudEvents.
 func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
 	natsURL := natstest.Start(t)
 	dir := t.TempDir()
@@ -42,6 +49,28 @@ func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
 		seen     = map[string]int{}
 		mismatch string
 	)
+	// A backlog the relay needs a few seconds to publish.
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	backlog, err := embedded.Open(ctx, filepath.Join(data, storeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range 2000 {
+		events := make([]domain.EventData, 20)
+		for i := range events {
+			events[i] = domain.EventData{ID: uuid.New(), Type: "NoteAdded", SchemaVersion: 1, OccurredAt: time.Now().UTC(),
+				Actor: domain.Actor{Kind: domain.ActorOperator, ID: "seed", Company: "acme"}, Data: json.RawMessage(`{"text":"backlog"}`)}
+		}
+		if _, err := backlog.Append(ctx, domain.StreamName(fmt.Sprintf("backlog-%04d", c)), domain.ExpectNoStream, events); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := backlog.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	s := startServer(t, data, keys, "--bus", natsURL)
 	msgs, err := consumer.Subscriber().Subscribe(ctx, relay.DefaultTopic)
 	if err != nil {
@@ -80,10 +109,17 @@ func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
 		wg.Wait()
 	}
 	go func() {
-		time.Sleep(1200 * time.Millisecond)
+		time.Sleep(700 * time.Millisecond)
 		s.kill()
 	}()
 	load(s, 2*time.Second)
+	// The relay was killed mid-stream: its checkpoint is short of the log.
+	checkpoint := relayCheckpoint(t, ctx, data)
+	tail := logTail(t, ctx, data)
+	if !checkpoint.Less(tail) {
+		t.Fatalf("the relay had published everything (checkpoint %s, log ends at %s) before the kill; the test proves nothing", checkpoint, tail)
+	}
+	t.Logf("killed with the relay at %s of %s", checkpoint, tail)
 	s = startServer(t, data, keys, "--bus", natsURL)
 	load(s, time.Second)
 
@@ -98,7 +134,7 @@ func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(log) < 100 {
+	if len(log) < 40_100 {
 		t.Fatalf("only %d events stored; the load did not run", len(log))
 	}
 	s = startServer(t, data, keys, "--bus", natsURL) // the relay publishes what the kill left behind
@@ -177,4 +213,32 @@ func TestRelayKilledMidStreamLosesNothing(t *testing.T) {
 	if len(printed) != statusChanges {
 		t.Fatalf("kyc subscribe printed %d of %d status changes\n%s", len(printed), statusChanges, strings.TrimSpace(stderr.String()))
 	}
+}
+
+func relayCheckpoint(t *testing.T, ctx context.Context, data string) domain.Position {
+	t.Helper()
+	st, err := state.OpenSQLite(ctx, filepath.Join(data, deliveryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pos, err := st.Checkpoint(ctx, "relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
+
+func logTail(t *testing.T, ctx context.Context, data string) domain.Position {
+	t.Helper()
+	store, err := embedded.OpenReadOnly(ctx, filepath.Join(data, storeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	pos, err := store.Tail(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos
 }
