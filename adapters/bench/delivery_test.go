@@ -22,6 +22,7 @@ import (
 	"github.com/kycengine/kyc/adapters/delivery/live"
 	"github.com/kycengine/kyc/adapters/delivery/relay"
 	"github.com/kycengine/kyc/adapters/delivery/state"
+	"github.com/kycengine/kyc/adapters/delivery/webhook"
 	"github.com/kycengine/kyc/adapters/eventstore/embedded"
 	"github.com/kycengine/kyc/domain"
 )
@@ -58,10 +59,15 @@ func BenchmarkDelivery(b *testing.B) {
 	fmt.Fprintln(w, "transport\t(a) publish events/s\t(b) relay events/s\tratio\ttarget\t")
 	for _, tr := range []struct {
 		name, url string
+		webhooks  bool
 		target    float64
-	}{{"in-process channel", "", targetRelayInMemory}, {"NATS JetStream", natsURL, targetRelayNATS}} {
+	}{
+		{"in-process channel", "", false, targetRelayInMemory},
+		{"in-process channel, webhook fan-out listening (as kyc serve)", "", true, targetRelayInMemory},
+		{"NATS JetStream", natsURL, false, targetRelayNATS},
+	} {
 		raw := rawPublish(b, tr.url)
-		rate := relayRate(b, store, tr.url, filepath.Join(dir, "state-"+strings.ReplaceAll(tr.name, " ", "-")+".db"))
+		rate := relayRate(b, store, tr.url, filepath.Join(dir, "state-"+uuid.NewString()[:8]+".db"), tr.webhooks)
 		verdict := "met"
 		if rate < tr.target {
 			verdict = "MISSED"
@@ -222,7 +228,7 @@ func rawPublish(b *testing.B, url string) float64 {
 // relayRate is (b): a relay with no checkpoint publishes the whole stored
 // log; the rate counts until its checkpoint reaches the last event, that is
 // until the broker acknowledged everything.
-func relayRate(b *testing.B, store *embedded.Store, url, statePath string) float64 {
+func relayRate(b *testing.B, store *embedded.Store, url, statePath string, webhooks bool) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	bs, err := bus.Open(ctx, url, bus.Options{Group: "bench-relay-" + uuid.NewString()[:8]})
@@ -235,7 +241,26 @@ func relayRate(b *testing.B, store *embedded.Store, url, statePath string) float
 		b.Fatal(err)
 	}
 	defer st.Close()
-	if bs.Kind() == bus.KindMemory {
+	switch {
+	case webhooks:
+		// kyc serve's in-process subscriber: the webhook fan-out, with one
+		// endpoint registered (for another company, so nothing is sent).
+		hooks, err := webhook.NewService(webhook.Config{Store: st,
+			CompanyOf: func(context.Context, string) (string, error) { return "acme", nil }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := hooks.CreateEndpoint(ctx, webhook.EndpointInput{Company: "globex", URL: "http://127.0.0.1:9/hook"}); err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = hooks.Run(ctx, bs.Subscriber())
+		}()
+		defer func() { cancel(); <-done }()
+		<-hooks.Started()
+	case bs.Kind() == bus.KindMemory:
 		newDrain(b, ctx, bs)
 	}
 	last, err := store.Tail(ctx)

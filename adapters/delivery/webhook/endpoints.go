@@ -251,6 +251,7 @@ func (s *Service) CreateEndpoint(ctx context.Context, in EndpointInput) (Endpoin
 	if err := s.store.insertEndpoint(ctx, e, key); err != nil {
 		return Endpoint{}, "", fmt.Errorf("webhook: create endpoint: %w", err)
 	}
+	s.routes.forgetEndpoints()
 	return e, FormatSecret(key), nil
 }
 
@@ -293,6 +294,7 @@ func (s *Service) DeleteEndpoint(ctx context.Context, scope Scope, id string) er
 	if err := s.store.deleteEndpoint(ctx, id); err != nil {
 		return fmt.Errorf("webhook: delete endpoint %s: %w", id, err)
 	}
+	s.routes.forgetEndpoints()
 	return nil
 }
 

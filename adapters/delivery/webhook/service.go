@@ -116,6 +116,7 @@ type Service struct {
 	// owner marks the deliveries this process claimed, to hand them back
 	// when it stops.
 	owner    string
+	routes   *routeCache
 	wake     chan struct{}
 	inflight atomic.Int64
 	running  atomic.Bool
@@ -189,7 +190,7 @@ func NewService(cfg Config) (*Service, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
-	return &Service{cfg: cfg, store: newStore(cfg.Store), log: cfg.Logger, owner: uuid.NewString(),
+	return &Service{cfg: cfg, store: newStore(cfg.Store), log: cfg.Logger, owner: uuid.NewString(), routes: newRouteCache(),
 		wake: make(chan struct{}, 1), started: make(chan struct{})}, nil
 }
 
@@ -362,9 +363,12 @@ func (s *Service) fanOut(msg *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("webhook: company of customer %s: %w", customer, err)
 	}
-	targets, err := s.store.targets(ctx, company)
-	if err != nil {
-		return fmt.Errorf("webhook: endpoints of %q: %w", company, err)
+	targets, ok := s.routes.endpoints(company)
+	if !ok {
+		if targets, err = s.store.targets(ctx, company); err != nil {
+			return fmt.Errorf("webhook: endpoints of %q: %w", company, err)
+		}
+		s.routes.rememberEndpoints(company, targets)
 	}
 	var ds []newDelivery
 	var payload []byte
@@ -388,6 +392,9 @@ func (s *Service) fanOut(msg *message.Message) error {
 	}
 	if err := s.store.insertDeliveries(ctx, registered, ds, msec(s.cfg.Clock())); err != nil {
 		return fmt.Errorf("webhook: record deliveries of event %s: %w", ev.ID(), err)
+	}
+	if registered != nil {
+		s.routes.rememberCompany(registered.customerID, registered.company)
 	}
 	if len(ds) > 0 {
 		s.poke()
@@ -418,9 +425,16 @@ func (s *Service) companyOf(ctx context.Context, customer, typ string, data []by
 			return reg.CompanyID, &registration{customerID: customer, company: reg.CompanyID}, nil
 		}
 	}
+	if company, ok := s.routes.company(customer); ok {
+		return company, nil, nil
+	}
 	company, err := s.store.customerCompany(ctx, customer)
-	if err != nil || company != "" {
-		return company, nil, err
+	if err != nil {
+		return "", nil, err
+	}
+	if company != "" {
+		s.routes.rememberCompany(customer, company)
+		return company, nil, nil
 	}
 	if s.cfg.CompanyOf != nil {
 		if company, err = s.cfg.CompanyOf(ctx, customer); err != nil {
@@ -430,6 +444,7 @@ func (s *Service) companyOf(ctx context.Context, customer, typ string, data []by
 			if err := s.store.rememberCustomer(ctx, customer, company); err != nil {
 				return "", nil, err
 			}
+			s.routes.rememberCompany(customer, company)
 			return company, nil, nil
 		}
 	}
