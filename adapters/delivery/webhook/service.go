@@ -345,18 +345,13 @@ func (s *Service) dropAfterLogging(h message.HandlerFunc) message.HandlerFunc {
 // and the deliveries' derived ids keep that from doubling them.
 func (s *Service) fanOut(msg *message.Message) error {
 	ctx := msg.Context()
-	ev, err := cloudevent.FromMessage(msg)
-	if err != nil {
-		// Not ours, and never will be: refusing it would block the
-		// subscription.
-		s.log.Warn("webhooks: skipping a bus message that is not a kyc event", "message", msg.UUID, "err", err)
-		return nil
-	}
-	typ := cloudevent.DomainType(ev.Type())
+	// Most events match no endpoint, so the routing reads only the
+	// metadata; the CloudEvent is decoded once an endpoint wants it.
+	typ := cloudevent.DomainType(msg.Metadata.Get(cloudevent.KeyType))
 	customer, ok := domain.CustomerIDFromStream(msg.Metadata.Get(cloudevent.KeyStream))
 	if typ == "" || !ok {
-		// Events of other streams (identity bindings) belong to no
-		// customer, hence to no company.
+		// Not a customer's event (identity bindings, or not ours at all):
+		// it belongs to no company.
 		return nil
 	}
 	company, registered, err := s.companyOf(ctx, customer, typ, msg.Payload)
@@ -370,28 +365,39 @@ func (s *Service) fanOut(msg *message.Message) error {
 		}
 		s.routes.rememberEndpoints(company, targets)
 	}
-	var ds []newDelivery
-	var payload []byte
+	var (
+		ds      []newDelivery
+		payload []byte
+		eventID string
+	)
 	for _, t := range targets {
 		if len(t.types) > 0 && !slices.Contains(t.types, typ) {
 			continue
 		}
 		if payload == nil {
+			ev, err := cloudevent.FromMessage(msg)
+			if err != nil {
+				// Not ours, and never will be: refusing it would block the
+				// subscription.
+				s.log.Warn("webhooks: skipping a bus message that is not a kyc event", "message", msg.UUID, "err", err)
+				return nil
+			}
 			if payload, err = json.Marshal(ev); err != nil {
 				return fmt.Errorf("webhook: event %s: %w", ev.ID(), err)
 			}
+			eventID = ev.ID()
 		}
-		id, err := deliveryID(t.id, ev.ID())
+		id, err := deliveryID(t.id, eventID)
 		if err != nil {
 			return err
 		}
-		ds = append(ds, newDelivery{id: id, endpointID: t.id, eventID: ev.ID(), eventType: typ, customerID: customer, company: company, payload: payload})
+		ds = append(ds, newDelivery{id: id, endpointID: t.id, eventID: eventID, eventType: typ, customerID: customer, company: company, payload: payload})
 	}
 	if len(ds) == 0 && registered == nil {
 		return nil
 	}
 	if err := s.store.insertDeliveries(ctx, registered, ds, msec(s.cfg.Clock())); err != nil {
-		return fmt.Errorf("webhook: record deliveries of event %s: %w", ev.ID(), err)
+		return fmt.Errorf("webhook: record deliveries of event %s: %w", msg.UUID, err)
 	}
 	if registered != nil {
 		s.routes.rememberCompany(registered.customerID, registered.company)

@@ -101,8 +101,11 @@ func (s *Store) activeGeneration(ctx context.Context, name string, fresh bool) (
 
 // withActive runs the read fn on the active generation of a projection (0
 // when there is none). When the generation's tables are gone, another
-// process switched generations since the number was read: fn runs once more
-// on the generation the database names now. fn must only read.
+// process switched generations since the number was read: fn runs again on
+// the generation the database names now, and again while switches keep
+// overtaking it (each retry needs a newer generation, so a reader falls
+// behind only while rebuilds follow each other faster than one read). fn
+// must only read.
 func (s *Store) withActive(ctx context.Context, name string, fn func(gen projections.Generation) error) error {
 	if err := s.usable(); err != nil {
 		return err
@@ -111,21 +114,25 @@ func (s *Store) withActive(ctx context.Context, name string, fn func(gen project
 	if err != nil {
 		return err
 	}
-	err = fn(gen)
-	if !isUndefinedTable(err) {
-		return err
+	const maxRetries = 8
+	for range maxRetries {
+		err = fn(gen)
+		if !isUndefinedTable(err) {
+			return err
+		}
+		now, lookupErr := s.activeGeneration(ctx, name, true)
+		if lookupErr != nil {
+			return errors.Join(err, lookupErr)
+		}
+		if now == gen {
+			// The active generation's own tables are missing: not a race.
+			return err
+		}
+		s.log.Debug("postgres read model: read reached a replaced generation; retrying on the active one",
+			"projection", name, "stale", gen, "active", now)
+		gen = now
 	}
-	now, lookupErr := s.activeGeneration(ctx, name, true)
-	if lookupErr != nil {
-		return errors.Join(err, lookupErr)
-	}
-	if now == gen {
-		// The active generation's own tables are missing: not a race.
-		return err
-	}
-	s.log.Debug("postgres read model: read reached a replaced generation; retrying on the active one",
-		"projection", name, "stale", gen, "active", now)
-	return fn(now)
+	return fn(gen)
 }
 
 // listen keeps a connection that LISTENs for generation switches and
