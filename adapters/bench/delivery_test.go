@@ -187,10 +187,7 @@ func (d *drain) waitFor(b *testing.B, n int, timeout time.Duration) {
 func rawPublish(b *testing.B, url string) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bs, err := bus.Open(ctx, url, bus.Options{Group: "bench-raw-" + uuid.NewString()[:8]})
-	if err != nil {
-		b.Fatal(err)
-	}
+	bs := openBus(b, ctx, url, "raw")
 	defer bs.Close()
 	// On the in-process channel a publish returns once a subscriber acked
 	// it, so one must listen; a broker stores without one.
@@ -231,15 +228,9 @@ func rawPublish(b *testing.B, url string) float64 {
 func relayRate(b *testing.B, store *embedded.Store, url, statePath string, webhooks bool) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	bs, err := bus.Open(ctx, url, bus.Options{Group: "bench-relay-" + uuid.NewString()[:8]})
-	if err != nil {
-		b.Fatal(err)
-	}
+	bs := openBus(b, ctx, url, "relay")
 	defer bs.Close()
-	st, err := state.OpenSQLite(ctx, statePath)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := openState(b, ctx, statePath)
 	defer st.Close()
 	switch {
 	case webhooks:
@@ -292,9 +283,9 @@ func relayRate(b *testing.B, store *embedded.Store, url, statePath string, webho
 	return float64(relayEvents) / elapsed.Seconds()
 }
 
-// appendPaced appends latencyEvents events, one every latencyInterval,
-// each to its own customer, and returns when each append returned.
-func appendPaced(b *testing.B, store domain.EventStore) map[string]time.Time {
+// appendPaced appends latencyEvents events, one every latencyInterval, the
+// i-th to stream(i), and returns when each append started.
+func appendPaced(b *testing.B, store domain.EventStore, stream func(i int) string) map[string]time.Time {
 	sent := make(map[string]time.Time, latencyEvents)
 	tick := time.NewTicker(latencyInterval)
 	defer tick.Stop()
@@ -302,12 +293,30 @@ func appendPaced(b *testing.B, store domain.EventStore) map[string]time.Time {
 		<-tick.C
 		e := benchEvent()
 		t0 := time.Now()
-		if _, err := store.Append(context.Background(), domain.StreamName(fmt.Sprintf("lat-%d", i)), domain.ExpectNoStream, []domain.EventData{e}); err != nil {
+		if _, err := store.Append(context.Background(), stream(i), domain.ExpectAny, []domain.EventData{e}); err != nil {
 			b.Fatal(err)
 		}
 		sent[e.ID.String()] = t0
 	}
 	return sent
+}
+
+// openBus opens a transport for one measurement, with a consumer group of
+// its own.
+func openBus(b *testing.B, ctx context.Context, url, role string) *bus.Bus {
+	bs, err := bus.Open(ctx, url, bus.Options{Group: "bench-" + role + "-" + uuid.NewString()[:8]})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bs
+}
+
+func openState(b *testing.B, ctx context.Context, path string) *state.Store {
+	st, err := state.OpenSQLite(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
 }
 
 func busLatency(b *testing.B, dir, url string) []time.Duration {
@@ -318,15 +327,9 @@ func busLatency(b *testing.B, dir, url string) []time.Duration {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	bs, err := bus.Open(ctx, url, bus.Options{Group: "bench-lat-" + uuid.NewString()[:8]})
-	if err != nil {
-		b.Fatal(err)
-	}
+	bs := openBus(b, ctx, url, "lat")
 	defer bs.Close()
-	st, err := state.OpenSQLite(ctx, filepath.Join(dir, "delivery.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := openState(b, ctx, filepath.Join(dir, "delivery.db"))
 	defer st.Close()
 	d := newDrain(b, ctx, bs)
 	r, err := relay.New(relay.Config{Log: store, Publisher: bs.Publisher(), Checkpoints: st})
@@ -335,7 +338,7 @@ func busLatency(b *testing.B, dir, url string) []time.Duration {
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	sent := appendPaced(b, store)
+	sent := appendPaced(b, store, func(i int) string { return domain.StreamName(fmt.Sprintf("lat-%d", i)) })
 	d.waitFor(b, latencyEvents, time.Minute)
 	cancel()
 	<-done
@@ -404,18 +407,7 @@ func socketLatency(b *testing.B, dir string) []time.Duration {
 		}
 		readDone <- nil
 	}()
-	sent := make(map[string]time.Time, latencyEvents)
-	tick := time.NewTicker(latencyInterval)
-	for range latencyEvents {
-		<-tick.C
-		e := benchEvent()
-		t0 := time.Now()
-		if _, err := store.Append(ctx, domain.StreamName(customer), domain.ExpectAny, []domain.EventData{e}); err != nil {
-			b.Fatal(err)
-		}
-		sent[e.ID.String()] = t0
-	}
-	tick.Stop()
+	sent := appendPaced(b, store, func(int) string { return domain.StreamName(customer) })
 	select {
 	case err := <-readDone:
 		if err != nil {

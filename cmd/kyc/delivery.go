@@ -57,7 +57,8 @@ type delivery struct {
 // in whichever holds the "relay" lease. Webhooks run in every process (a
 // consumer group and row claims share the work); they subscribe before the
 // relay publishes, since the in-process channel drops what nobody listens to.
-func startDelivery(ctx context.Context, f *storeFlags, busURL string, events relay.Log, svc *domain.Service, log *slog.Logger, m *metrics.Metrics) (_ *delivery, err error) {
+func startDelivery(ctx context.Context, f *storeFlags, busURL string, events relay.Log, svc *domain.Service, leases projections.Leases,
+	log *slog.Logger, m *metrics.Metrics) (_ *delivery, err error) {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	d := &delivery{stop: stop}
 	defer func() {
@@ -93,10 +94,6 @@ func startDelivery(ctx context.Context, f *storeFlags, busURL string, events rel
 	r, err := relay.New(relay.Config{
 		Log: events, Publisher: d.bus.Publisher(), Checkpoints: d.state, Observer: m.Relay(), Logger: log,
 	})
-	if err != nil {
-		return nil, err
-	}
-	leases, err := f.leases(log)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,9 @@ type readSide struct {
 	store  readStore
 	engine *projections.Engine
 	reader *projections.Reader
+	// leases is nil where one process owns the read models; otherwise the
+	// deployment's lease service, which the relay runs under as well.
+	leases projections.Leases
 }
 
 type readSideConfig struct {
@@ -76,5 +79,5 @@ func (f *storeFlags) openReadSide(ctx context.Context, cfg readSideConfig) (*rea
 		store.Close()
 		return nil, err
 	}
-	return &readSide{store: store, engine: engine, reader: reader}, nil
+	return &readSide{store: store, engine: engine, reader: reader, leases: leases}, nil
 }

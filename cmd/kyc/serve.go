@@ -110,16 +110,12 @@ func serve(ctx context.Context, o serveOptions) error {
 	if err := rs.engine.Start(engineCtx); err != nil {
 		return err
 	}
-	deliver, err := startDelivery(ctx, &o.store, o.bus, store, svc, log, m)
+	deliver, err := startDelivery(ctx, &o.store, o.bus, store, svc, rs.leases, log, m)
 	if err != nil {
 		return err
 	}
 	defer deliver.Close()
-	shared, err := o.store.shared()
-	if err != nil {
-		return err
-	}
-	socket, err := startLive(ctx, store, o.socketSecret, shared, log)
+	socket, err := startLive(ctx, store, o.socketSecret, rs.leases != nil, log)
 	if err != nil {
 		return err
 	}

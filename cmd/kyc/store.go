@@ -213,13 +213,6 @@ func (f *storeFlags) openReadModels(ctx context.Context, readOnly bool, log *slo
 	return sqlite.Open(ctx, f.readPath())
 }
 
-// shared reports whether several processes may serve this deployment (the
-// read models are in PostgreSQL).
-func (f *storeFlags) shared() (bool, error) {
-	kind, _, err := f.readURL()
-	return kind == kindPostgres, err
-}
-
 // leases returns the lease service of a deployment where several processes
 // share the read models, and nil where one process owns them (the embedded
 // files are locked to one writer anyway).

@@ -83,11 +83,17 @@ type Config struct {
 }
 
 // Relay publishes the log. Run it in exactly one process per deployment
-// (under the "relay" lease where processes share a database): two relays
-// would each publish everything.
+// (under the "relay" lease where processes share a database), one Run at a
+// time: two relays would each publish everything.
 type Relay struct {
 	cfg Config
+	// counted is when the lag was last counted in the store.
+	counted time.Time
 }
+
+// lagCountInterval spaces the store's counts of the lag: a count is a query,
+// and a relay following a quiet log publishes one event per batch.
+const lagCountInterval = time.Second
 
 // New validates the configuration.
 func New(cfg Config) (*Relay, error) {
@@ -226,10 +232,13 @@ func (r *Relay) publish(ctx context.Context, batch []domain.RecordedEvent, pendi
 }
 
 // reportLag tells the observer how far behind the log the relay is after
-// publishing up to last, with pending events already read and queued.
+// publishing up to last, with pending events already read and queued: the
+// store's exact count at most once per lagCountInterval, the queue (a lower
+// bound) in between.
 func (r *Relay) reportLag(ctx context.Context, last domain.RecordedEvent, pending int) {
 	events := int64(pending)
-	if c, ok := r.cfg.Log.(Counter); ok {
+	if c, ok := r.cfg.Log.(Counter); ok && time.Since(r.counted) >= lagCountInterval {
+		r.counted = time.Now()
 		if n, err := c.CountAfter(ctx, last.Position); err == nil {
 			events = n
 		}

@@ -81,69 +81,60 @@ func (s *Store) ReadAll(ctx context.Context, after domain.Position, limit int) (
 		return nil, err
 	}
 	var out []domain.RecordedEvent
-	from := after
-	for {
-		c, err := s.current()
+	last := after
+	err := s.scanAll(ctx, "read $all after "+after.String(), esdb.Forwards, allPosition(after), func(r *esdb.RecordedEvent) (bool, error) {
+		pos := domain.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}
+		if !last.Less(pos) {
+			return false, nil
+		}
+		last = pos
+		if !s.inLog(r.StreamID) {
+			return false, nil
+		}
+		e, err := decode(r)
 		if err != nil {
-			return nil, err
+			return true, err
 		}
-		opts := esdb.ReadAllOptions{Direction: esdb.Forwards, From: allPosition(from)}
-		rs, err := c.ReadAll(ctx, opts, readAllPage)
-		if err != nil {
-			return nil, fmt.Errorf("kurrentdb: read $all after %s: %w", from, s.classify(ctx, c, err))
-		}
-		n := 0
-		for {
-			ev, err := rs.Recv()
-			if isEOF(err) {
-				break
-			}
-			if err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("kurrentdb: read $all after %s: %w", from, s.classify(ctx, c, err))
-			}
-			n++
-			r := ev.Event
-			pos := domain.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}
-			if !after.Less(pos) {
-				continue
-			}
-			from = pos
-			if !s.inLog(r.StreamID) {
-				continue
-			}
-			e, err := decode(r)
-			if err != nil {
-				rs.Close()
-				return nil, err
-			}
-			out = append(out, e)
-			if limit > 0 && len(out) == limit {
-				rs.Close()
-				return out, nil
-			}
-		}
-		rs.Close()
-		if n < readAllPage {
-			return out, nil
-		}
-		after = from
+		out = append(out, e)
+		return limit > 0 && len(out) == limit, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // Tail is the position of the last event of the log (domain.Start when
 // there is none), read backwards from the end of $all: where a follower of
 // new events only starts.
 func (s *Store) Tail(ctx context.Context) (domain.Position, error) {
-	from := esdb.AllPosition(esdb.End{})
+	tail := domain.Start
+	err := s.scanAll(ctx, "tail", esdb.Backwards, esdb.End{}, func(r *esdb.RecordedEvent) (bool, error) {
+		if !s.inLog(r.StreamID) {
+			return false, nil
+		}
+		tail = domain.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}
+		return true, nil
+	})
+	if err != nil {
+		return domain.Start, err
+	}
+	return tail, nil
+}
+
+// scanAll reads $all page by page in dir from from, handing every event to
+// visit until visit is done (or fails) or $all ends. Each page starts at
+// the last event of the one before; forwards that event comes again, so a
+// visitor skips what it has seen.
+func (s *Store) scanAll(ctx context.Context, what string, dir esdb.Direction, from esdb.AllPosition, visit func(*esdb.RecordedEvent) (done bool, err error)) error {
 	for {
 		c, err := s.current()
 		if err != nil {
-			return domain.Start, err
+			return err
 		}
-		rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: from}, readAllPage)
+		rs, err := c.ReadAll(ctx, esdb.ReadAllOptions{Direction: dir, From: from}, readAllPage)
 		if err != nil {
-			return domain.Start, fmt.Errorf("kurrentdb: tail: %w", s.classify(ctx, c, err))
+			return fmt.Errorf("kurrentdb: %s: %w", what, s.classify(ctx, c, err))
 		}
 		n := 0
 		for {
@@ -153,19 +144,18 @@ func (s *Store) Tail(ctx context.Context) (domain.Position, error) {
 			}
 			if err != nil {
 				rs.Close()
-				return domain.Start, fmt.Errorf("kurrentdb: tail: %w", s.classify(ctx, c, err))
+				return fmt.Errorf("kurrentdb: %s: %w", what, s.classify(ctx, c, err))
 			}
 			n++
-			r := ev.Event
-			if s.inLog(r.StreamID) {
+			if done, err := visit(ev.Event); done || err != nil {
 				rs.Close()
-				return domain.Position{Commit: r.Position.Commit, Prepare: r.Position.Prepare}, nil
+				return err
 			}
-			from = r.Position
+			from = ev.Event.Position
 		}
 		rs.Close()
 		if n < readAllPage {
-			return domain.Start, nil
+			return nil
 		}
 	}
 }
