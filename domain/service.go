@@ -50,6 +50,16 @@ type ServiceConfig struct {
 	MaxAttempts int
 	// CacheSize bounds the folded customers kept in memory (default 50,000).
 	CacheSize int
+	// Admission, when set, is asked before each command is decided and may
+	// hold it back (the read models falling behind); nil admits everything.
+	Admission Admission
+}
+
+// Admission holds commands back while something that follows the log cannot
+// keep up with it. Admit returns nil when the command may go on, after
+// waiting if need be, or the context's error.
+type Admission interface {
+	Admit(ctx context.Context) error
 }
 
 // Service decides commands against folded customer state and appends the
@@ -63,6 +73,7 @@ type Service struct {
 	newEventID  func() (uuid.UUID, error)
 	observer    ServiceObserver
 	maxAttempts int
+	admission   Admission
 	cache       *customerCache
 	keyLocks    [256]sync.Mutex
 }
@@ -76,7 +87,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, errors.New("command service: an idempotency index is required")
 	}
 	s := &Service{
-		store: cfg.Store, idem: cfg.Idempotency, lifecycles: cfg.Lifecycles, codec: cfg.Codec,
+		store: cfg.Store, idem: cfg.Idempotency, lifecycles: cfg.Lifecycles, codec: cfg.Codec, admission: cfg.Admission,
 		clock: cfg.Clock, newEventID: cfg.NewEventID, observer: cfg.Observer, maxAttempts: cfg.MaxAttempts,
 	}
 	if s.clock == nil {
@@ -133,6 +144,9 @@ func (s *Service) Register(ctx context.Context, cmd RegisterCustomer, opts Optio
 	}
 	if cmd.Company != caller.Actor.Company && !caller.IsSuperuser() {
 		return Result{}, &FieldError{Field: "company", Detail: "only a superuser may register a customer in another company", Err: ErrForbidden}
+	}
+	if err := s.admit(ctx); err != nil {
+		return Result{}, err
 	}
 	name := cmd.Lifecycle
 	if name == "" {
@@ -233,6 +247,18 @@ func (s *Service) priorHolders(ctx context.Context, identity string) ([]*Custome
 	return out, nil
 }
 
+// admit waits while the admission control holds commands back; before
+// anything is loaded, so a held command decides on the state it finds after.
+func (s *Service) admit(ctx context.Context) error {
+	if s.admission == nil {
+		return nil
+	}
+	if err := s.admission.Admit(ctx); err != nil {
+		return fmt.Errorf("command held back: %w", err)
+	}
+	return nil
+}
+
 // Execute runs a command on an existing customer: load, fold, decide, append
 // with the expected revision, and on a conflict decide again on fresh state.
 func (s *Service) Execute(ctx context.Context, customerID string, cmd Command, opts Options) (res Result, err error) {
@@ -240,6 +266,9 @@ func (s *Service) Execute(ctx context.Context, customerID string, cmd Command, o
 	defer func() { s.observe(cmd.CommandName(), start, res, err) }()
 	if _, perr := uuid.Parse(customerID); perr != nil {
 		return Result{}, &FieldError{Field: "id", Detail: "is not a UUID", Err: ErrCustomerNotFound}
+	}
+	if err := s.admit(ctx); err != nil {
+		return Result{}, err
 	}
 	unlock := s.lockKey(opts.Caller, opts.IdempotencyKey)
 	defer unlock()

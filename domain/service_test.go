@@ -530,3 +530,51 @@ func TestIfMatchRevision(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// admission counts the commands it is asked about and refuses them while
+// refuse is set.
+type admission struct {
+	asked  int
+	refuse error
+}
+
+func (a *admission) Admit(context.Context) error {
+	a.asked++
+	return a.refuse
+}
+
+func TestAdmissionIsAskedBeforeEveryCommand(t *testing.T) {
+	store := memory.New()
+	adm := &admission{}
+	svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store, Lifecycles: enginetest.Lifecycles(t),
+		Codec: domain.NewCodec(), Admission: adm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustRegister(t, svc, alice, registration("kyc-review", rand.New(rand.NewPCG(2, 2))))
+	if _, err := svc.Execute(context.Background(), c.ID, domain.AddNote{Text: "x"}, domain.Options{Caller: alice}); err != nil {
+		t.Fatal(err)
+	}
+	if adm.asked != 2 {
+		t.Fatalf("admission asked %d times for a registration and a command, want 2", adm.asked)
+	}
+	// A command whose wait ends (its caller went away) appends nothing.
+	adm.refuse = context.Canceled
+	count := func() int {
+		all, err := store.ReadAll(context.Background(), domain.Start, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(all)
+	}
+	before := count()
+	if _, err := svc.Execute(context.Background(), c.ID, domain.AddNote{Text: "y"}, domain.Options{Caller: alice}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("held command: err = %v, want context.Canceled", err)
+	}
+	if _, err := svc.Register(context.Background(), registration("kyc-review", rand.New(rand.NewPCG(3, 3))), domain.Options{Caller: alice}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("held registration: err = %v, want context.Canceled", err)
+	}
+	if after := count(); after != before {
+		t.Fatalf("held commands appended %d events", after-before)
+	}
+}

@@ -32,6 +32,9 @@ type Observer interface {
 	Applied(projection string, batch []domain.RecordedEvent, took time.Duration, rebuilding bool)
 	// Lag: the active generation's distance from the head of the log.
 	Lag(projection string, events int64, seconds float64)
+	// Held: Admit held a command back for d because the projection was
+	// further behind than EngineConfig.MaxLag.
+	Held(projection string, d time.Duration)
 }
 
 // Leases hands each projection to one process at a time, for deployments
@@ -63,7 +66,17 @@ type EngineConfig struct {
 	BatchSize int
 	// LagInterval is how often lag is measured for the observer (default 1s).
 	LagInterval time.Duration
-	Clock       func() time.Time
+	// MaxLag, when positive, is how far behind the log (the age of the
+	// oldest event a live projection of this process is applying) the read
+	// models may fall before Admit holds new commands back. Writers that
+	// outrun the projections would otherwise take the CPU the projections
+	// need and the lists would fall seconds behind; held, they go at the
+	// pace the read models keep.
+	MaxLag time.Duration
+	// MaxHold bounds how long Admit holds one command (default 1s): a read
+	// model stuck on a slow disk must slow writes down, never stop them.
+	MaxHold time.Duration
+	Clock   func() time.Time
 }
 
 // Engine runs each projection's active generation from its checkpoint and
@@ -77,8 +90,16 @@ type Engine struct {
 	leases      Leases
 	batchSize   int
 	lagInterval time.Duration
+	maxLag      time.Duration
+	maxHold     time.Duration
 	clock       func() time.Time
 	applied     notifier
+	// applying holds, per projection (in the order of projections), the
+	// RecordedAt in Unix nanoseconds of the first event of the batch its
+	// live runner is applying now, 0 when it applies none. Events reach a
+	// runner in log order and it applies what has arrived, so that event is
+	// the oldest one not applied yet.
+	applying []atomic.Int64
 
 	mu   sync.Mutex
 	base context.Context
@@ -105,7 +126,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e := &Engine{
 		events: cfg.Events, store: cfg.Store, log: cfg.Logger, observer: cfg.Observer, leases: cfg.Leases,
-		batchSize: cfg.BatchSize, lagInterval: cfg.LagInterval, clock: cfg.Clock,
+		batchSize: cfg.BatchSize, lagInterval: cfg.LagInterval, maxLag: cfg.MaxLag, maxHold: cfg.MaxHold, clock: cfg.Clock,
 		held: map[string]context.Context{}, live: map[string]*runner{}, rebuilds: map[string]*RebuildProgress{}, lastErr: map[string]error{},
 	}
 	names := map[string]bool{}
@@ -125,6 +146,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.lagInterval <= 0 {
 		e.lagInterval = time.Second
 	}
+	if e.maxHold <= 0 {
+		e.maxHold = time.Second
+	}
+	e.applying = make([]atomic.Int64, len(e.projections))
 	if e.clock == nil {
 		e.clock = time.Now
 	}
@@ -141,6 +166,68 @@ func (e *Engine) projection(name string) (Projection, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownProjection, name)
+}
+
+func (e *Engine) index(name string) int {
+	for i, p := range e.projections {
+		if p.Name() == name {
+			return i
+		}
+	}
+	panic("projections: engine: unknown projection " + name)
+}
+
+// Admit implements domain.Admission: it returns at once unless a live
+// projection of this process is applying an event older than MaxLag, and
+// then waits until that projection catches up, at most MaxHold. Holding the
+// writers back hands the CPU to the projections; a projection that stopped
+// (an error, a lost lease) holds nobody.
+func (e *Engine) Admit(ctx context.Context) error {
+	if e.maxLag <= 0 {
+		return nil
+	}
+	var start time.Time
+	var timeout <-chan time.Time
+	for {
+		behind, name := e.behind()
+		if behind <= e.maxLag {
+			if !start.IsZero() && e.observer != nil {
+				e.observer.Held(name, time.Since(start))
+			}
+			return nil
+		}
+		if start.IsZero() {
+			start = time.Now()
+			t := time.NewTimer(e.maxHold)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-e.applied.wait():
+		case <-timeout:
+			if e.observer != nil {
+				e.observer.Held(name, time.Since(start))
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// behind is the age of the oldest event a live projection is applying and
+// that projection's name.
+func (e *Engine) behind() (time.Duration, string) {
+	oldest, name := int64(0), ""
+	for i := range e.applying {
+		if t := e.applying[i].Load(); t != 0 && (oldest == 0 || t < oldest) {
+			oldest, name = t, e.projections[i].Name()
+		}
+	}
+	if oldest == 0 {
+		return 0, ""
+	}
+	return time.Since(time.Unix(0, oldest)), name
 }
 
 // Names lists the projections the engine runs.
@@ -371,6 +458,7 @@ func (e *Engine) supervise(ctx context.Context, p Projection, gen Generation, wa
 func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from domain.Position, watch *progressWatch) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	applying := &e.applying[e.index(p.Name())]
 	feed := make(chan domain.RecordedEvent, 2*e.batchSize)
 	subErr := make(chan error, 1)
 	go func() {
@@ -384,6 +472,8 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		})
 	}()
 	batch := make([]domain.RecordedEvent, 0, e.batchSize)
+	caughtUp := false
+	defer applying.Store(0)
 	for {
 		select {
 		case ev := <-feed:
@@ -406,7 +496,19 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 			}
 		}
 		start := time.Now()
-		if err := p.Apply(ctx, gen, batch, batch[len(batch)-1].Position); err != nil {
+		// Only a live runner that has reached the head of the log since it
+		// started holds writers back: the lag of a catch-up (after a
+		// restart, or a first build) is not the writers' doing, and holding
+		// them would not end it soon.
+		holds := caughtUp && (watch == nil || !watch.active.Load())
+		if holds {
+			applying.Store(batch[0].RecordedAt.UnixNano())
+		}
+		err := p.Apply(ctx, gen, batch, batch[len(batch)-1].Position)
+		if holds {
+			applying.Store(0)
+		}
+		if err != nil {
 			return err
 		}
 		if e.observer != nil {
@@ -416,16 +518,21 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		e.mu.Lock()
 		delete(e.lastErr, p.Name())
 		e.mu.Unlock()
-		if watch != nil && watch.active.Load() {
-			atHead := false
-			if len(feed) == 0 {
-				next, err := e.events.ReadAll(ctx, batch[len(batch)-1].Position, 1)
-				if err != nil {
-					return fmt.Errorf("read the head of the log: %w", err)
-				}
-				atHead = len(next) == 0
+		rebuilding := watch != nil && watch.active.Load()
+		if len(feed) == 0 && (rebuilding || (e.maxLag > 0 && !caughtUp)) {
+			// The feed can run dry between two pages of a catch-up; the log
+			// itself says whether this is its head.
+			next, err := e.events.ReadAll(ctx, batch[len(batch)-1].Position, 1)
+			if err != nil {
+				return fmt.Errorf("read the head of the log: %w", err)
 			}
-			watch.report(len(batch), atHead)
+			atHead := len(next) == 0
+			caughtUp = caughtUp || atHead
+			if rebuilding {
+				watch.report(len(batch), atHead)
+			}
+		} else if rebuilding {
+			watch.report(len(batch), false)
 		}
 		batch = batch[:0]
 	}

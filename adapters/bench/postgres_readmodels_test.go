@@ -93,7 +93,7 @@ func BenchmarkPostgresReadModels(b *testing.B) {
 	}
 	obs := &lagObserver{}
 	liveEng, err := projections.NewEngine(projections.EngineConfig{Events: events, Store: live,
-		Projections: []projections.Projection{customers, audit}, Observer: obs})
+		Projections: []projections.Projection{customers, audit}, Observer: obs, MaxLag: benchMaxReadLag})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func BenchmarkPostgresReadModels(b *testing.B) {
 	if err := demo.Seed(ctx, svc, 2000, 16, 7, nil); err != nil {
 		b.Fatal(err)
 	}
-	lag := projectionLag(b, ctx, events, live, liveEng, obs, ds.ls, ds.codec, ds.say)
+	lag := lagBothWays(b, ctx, events, live, liveEng, obs, ds)
 
 	report(b, ds.n, ds.m, base, rebuilds, lists, lag, targetPostgresProjectionVisible)
 }

@@ -16,6 +16,7 @@ type Projections struct {
 	visible    *prometheus.HistogramVec
 	lagEvents  *prometheus.GaugeVec
 	lagSeconds *prometheus.GaugeVec
+	held       *prometheus.HistogramVec
 	clock      func() time.Time
 }
 
@@ -38,9 +39,12 @@ func (m *Metrics) Projections() *Projections {
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kyc_projection_lag_seconds", Help: "Age of the oldest event the projection's active generation has not applied.",
 		}, []string{"projection"}),
+		held: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kyc_commands_held_seconds", Help: "Time commands were held back because the projection was further behind than --max-read-lag.", Buckets: latency,
+		}, []string{"projection"}),
 		clock: time.Now,
 	}
-	m.registry.MustRegister(p.applied, p.batch, p.visible, p.lagEvents, p.lagSeconds)
+	m.registry.MustRegister(p.applied, p.batch, p.visible, p.lagEvents, p.lagSeconds, p.held)
 	return p
 }
 
@@ -59,4 +63,9 @@ func (p *Projections) Applied(projection string, batch []domain.RecordedEvent, t
 func (p *Projections) Lag(projection string, events int64, seconds float64) {
 	p.lagEvents.WithLabelValues(projection).Set(float64(events))
 	p.lagSeconds.WithLabelValues(projection).Set(seconds)
+}
+
+// Held implements projections.Observer.
+func (p *Projections) Held(projection string, d time.Duration) {
+	p.held.WithLabelValues(projection).Observe(d.Seconds())
 }

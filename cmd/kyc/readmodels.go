@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -35,6 +37,8 @@ type readSideConfig struct {
 	codec      *domain.Codec
 	log        *slog.Logger
 	observer   projections.Observer
+	// maxLag is the engine's MaxLag (serve's --max-read-lag).
+	maxLag time.Duration
 }
 
 // openReadSide opens the read-model store and builds the engine and the
@@ -61,7 +65,7 @@ func (f *storeFlags) openReadSide(ctx context.Context, cfg readSideConfig) (*rea
 	}
 	engine, err := projections.NewEngine(projections.EngineConfig{
 		Events: cfg.events, Store: store, Projections: []projections.Projection{customers, audit},
-		Logger: cfg.log, Observer: cfg.observer, Leases: leases,
+		Logger: cfg.log, Observer: cfg.observer, Leases: leases, MaxLag: cfg.maxLag,
 	})
 	if err != nil {
 		store.Close()

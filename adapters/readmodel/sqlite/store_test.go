@@ -3,8 +3,12 @@ package sqlite_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kycengine/kyc/adapters/readmodel/readtest"
 	"github.com/kycengine/kyc/adapters/readmodel/sqlite"
@@ -101,4 +105,41 @@ func TestReopen(t *testing.T) {
 	if _, err := sqlite.OpenReadOnly(context.Background(), filepath.Join(t.TempDir(), "missing.db")); err == nil {
 		t.Fatal("read-only open of a missing file: no error")
 	}
+}
+
+// TestCheckpointsAfterWrites: the writer leaves the WAL to a checkpointer of
+// its own, so committed pages must reach the database file while the store
+// stays open (without it they would stay in the WAL until Close).
+func TestCheckpointsAfterWrites(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "read.db")
+	s := open(t, path)
+	gen, err := s.CreateGeneration(ctx, projections.CustomersProjection, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the checkpoint of the generation's tables
+	before := fileSize(t, path)
+	rows := make([]projections.CustomerRow, 2000)
+	for i := range rows {
+		rows[i] = projections.CustomerRow{Customer: &domain.Customer{ID: fmt.Sprintf("c%05d", i), CompanyID: "acme", Status: "pending",
+			Notes: []domain.Note{{ID: "n", Text: strings.Repeat("note ", 100)}}}}
+	}
+	if err := s.PutCustomers(ctx, gen, domain.Position{Commit: 1, Prepare: 1}, rows); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); fileSize(t, path) < before+1<<20; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("read.db is %d bytes, %d before writing 2000 rows: the WAL was not checkpointed", fileSize(t, path), before)
+		}
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

@@ -1,0 +1,224 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	eventmemory "github.com/kycengine/kyc/adapters/eventstore/memory"
+	readmemory "github.com/kycengine/kyc/adapters/readmodel/memory"
+	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/projections"
+)
+
+// valve is a projection whose Apply waits while the valve is shut, so a
+// test can keep a batch in flight as long as it likes.
+type valve struct {
+	mu      sync.Mutex
+	open    chan struct{} // closed while the valve is open
+	entered chan int      // the size of each batch Apply starts
+}
+
+func newValve() *valve {
+	v := &valve{open: make(chan struct{}), entered: make(chan int, 100)}
+	close(v.open)
+	return v
+}
+
+// The store knows only the engine's projections; the valve borrows a name.
+func (*valve) Name() string { return projections.AuditProjection }
+func (*valve) Version() int { return 1 }
+
+func (v *valve) Apply(ctx context.Context, _ projections.Generation, events []domain.RecordedEvent, _ domain.Position) error {
+	v.entered <- len(events)
+	v.mu.Lock()
+	open := v.open
+	v.mu.Unlock()
+	select {
+	case <-open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (v *valve) shut() {
+	v.mu.Lock()
+	v.open = make(chan struct{})
+	v.mu.Unlock()
+}
+
+func (v *valve) release() {
+	v.mu.Lock()
+	close(v.open)
+	v.mu.Unlock()
+}
+
+type heldObserver struct {
+	mu   sync.Mutex
+	held []time.Duration
+}
+
+func (o *heldObserver) Applied(string, []domain.RecordedEvent, time.Duration, bool) {}
+func (o *heldObserver) Lag(string, int64, float64)                                  {}
+func (o *heldObserver) Held(projection string, d time.Duration) {
+	o.mu.Lock()
+	o.held = append(o.held, d)
+	o.mu.Unlock()
+}
+
+func (o *heldObserver) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.held)
+}
+
+func appendNote(t *testing.T, ctx context.Context, events *eventmemory.Store) {
+	t.Helper()
+	e := domain.EventData{ID: uuid.New(), Type: "NoteAdded", SchemaVersion: 1, OccurredAt: time.Now().UTC(),
+		Actor: domain.Actor{Kind: domain.ActorOperator, ID: "op", Company: "acme"}, Data: json.RawMessage(`{"text":"x"}`)}
+	if _, err := events.Append(ctx, domain.StreamName(uuid.NewString()), domain.ExpectAny, []domain.EventData{e}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startValveEngine(t *testing.T, cfg projections.EngineConfig) (*projections.Engine, context.Context) {
+	t.Helper()
+	cfg.Store = readmemory.New()
+	eng, err := projections.NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		cancel()
+		eng.Wait()
+	})
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return eng, ctx
+}
+
+// admitWithin runs Admit and reports whether it returned within d, and
+// what it returned.
+func admitWithin(eng *projections.Engine, ctx context.Context, d time.Duration) (bool, error) {
+	done := make(chan error, 1)
+	go func() { done <- eng.Admit(ctx) }()
+	select {
+	case err := <-done:
+		return true, err
+	case <-time.After(d):
+		return false, nil
+	}
+}
+
+func TestAdmitHoldsWritersWhileALiveProjectionIsBehind(t *testing.T) {
+	events := eventmemory.New()
+	v := newValve()
+	obs := &heldObserver{}
+	eng, ctx := startValveEngine(t, projections.EngineConfig{Events: events, Projections: []projections.Projection{v},
+		Observer: obs, MaxLag: 20 * time.Millisecond, MaxHold: 5 * time.Second})
+
+	// The first batch brings the runner to the head of the log.
+	appendNote(t, ctx, events)
+	<-v.entered
+	if ok, err := admitWithin(eng, ctx, time.Second); !ok || err != nil {
+		t.Fatalf("nothing behind: Admit returned %v, %v", ok, err)
+	}
+
+	// A batch in flight whose event gets older than MaxLag holds commands
+	// until it is applied.
+	v.shut()
+	appendNote(t, ctx, events)
+	<-v.entered
+	time.Sleep(60 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- eng.Admit(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Admit returned (%v) while the projection applied an event 60ms old with MaxLag 20ms", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	v.release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Admit still holds after the batch was applied")
+	}
+	if obs.count() != 1 {
+		t.Fatalf("observer told of %d holds, want 1", obs.count())
+	}
+
+	// A cancelled command stops waiting with its context's error.
+	v.shut()
+	appendNote(t, ctx, events)
+	<-v.entered
+	time.Sleep(60 * time.Millisecond)
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := eng.Admit(cctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Admit with an expiring context = %v, want DeadlineExceeded", err)
+	}
+	v.release()
+}
+
+func TestAdmitHoldsAtMostMaxHold(t *testing.T) {
+	events := eventmemory.New()
+	v := newValve()
+	eng, ctx := startValveEngine(t, projections.EngineConfig{Events: events, Projections: []projections.Projection{v},
+		Observer: &heldObserver{}, MaxLag: 10 * time.Millisecond, MaxHold: 150 * time.Millisecond})
+	appendNote(t, ctx, events)
+	<-v.entered
+	v.shut()
+	defer v.release()
+	appendNote(t, ctx, events)
+	<-v.entered
+	time.Sleep(30 * time.Millisecond)
+	start := time.Now()
+	if err := eng.Admit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 120*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("a stuck projection held a command %s, want about MaxHold (150ms)", took)
+	}
+}
+
+func TestAdmitDoesNotHoldDuringACatchUpOrWhenOff(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		maxLag time.Duration
+		before int // events in the log before the engine starts
+	}{
+		{"catching up a backlog", 10 * time.Millisecond, 3},
+		{"admission off", 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			events := eventmemory.New()
+			for range tc.before {
+				appendNote(t, context.Background(), events)
+			}
+			v := newValve()
+			v.shut()
+			defer v.release()
+			eng, ctx := startValveEngine(t, projections.EngineConfig{Events: events, Projections: []projections.Projection{v},
+				MaxLag: tc.maxLag, MaxHold: 5 * time.Second})
+			if tc.before == 0 {
+				appendNote(t, ctx, events)
+			}
+			<-v.entered
+			time.Sleep(50 * time.Millisecond)
+			if ok, err := admitWithin(eng, ctx, time.Second); !ok || err != nil {
+				t.Fatalf("Admit held a command (returned %v, %v)", ok, err)
+			}
+		})
+	}
+}
