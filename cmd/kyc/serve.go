@@ -62,9 +62,9 @@ and logs where it is; send it as Authorization: Bearer <token>.`,
 	return cmd
 }
 
-// defaultMaxReadLag keeps the lists within about a tenth of a second of the
-// commands when writers outrun the projections; on the development machine
-// that costs about two thirds of the write rate of 64 unheld writers (see the
+// defaultMaxReadLag keeps the lists a quarter of a second (p99) behind the
+// commands instead of two seconds when 64 writers outrun the projections on
+// the 2-core development machine, at about 40% of the unheld write rate (the
 // README's read-model benchmark).
 const defaultMaxReadLag = 50 * time.Millisecond
 

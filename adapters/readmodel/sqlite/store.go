@@ -68,8 +68,8 @@ type Store struct {
 	// The writer does not checkpoint the WAL at commit (wal_autocheckpoint
 	// is off on its connection): ckpt does, from its own connection, while
 	// the writer goes on. A checkpoint copies every page changed since the
-	// last one into the file and syncs it; done at commit, it took a third of
-	// a projection's time per batch when following a busy log.
+	// last one into the file and syncs it; done at commit, it was half of a
+	// live batch's commit time when following a busy log.
 	ckpt       *sql.DB
 	wrote      chan struct{}
 	stopCkpt   chan struct{}
