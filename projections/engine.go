@@ -511,14 +511,14 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		if err != nil {
 			return err
 		}
+		rebuilding := watch != nil && watch.active.Load()
 		if e.observer != nil {
-			e.observer.Applied(p.Name(), batch, time.Since(start), watch != nil && watch.active.Load())
+			e.observer.Applied(p.Name(), batch, time.Since(start), rebuilding)
 		}
 		e.applied.broadcast()
 		e.mu.Lock()
 		delete(e.lastErr, p.Name())
 		e.mu.Unlock()
-		rebuilding := watch != nil && watch.active.Load()
 		if len(feed) == 0 && (rebuilding || (e.maxLag > 0 && !caughtUp)) {
 			// The feed can run dry between two pages of a catch-up; the log
 			// itself says whether this is its head.
