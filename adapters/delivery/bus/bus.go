@@ -188,11 +188,14 @@ type Bus struct {
 // memory: one gochannel serves both sides. Nothing is stored: a message
 // published while no subscriber listens is dropped, which is fine because
 // everything in-process (webhooks, live feeds) subscribes before the relay
-// starts. Publish blocks until every subscriber has acked each message, one
-// message at a time; that is what keeps partitions in order (gochannel
-// otherwise hands each message to its own goroutine) and gives the relay
-// back-pressure from slow in-process consumers. Group and FromStart change
-// nothing.
+// starts. A topic is spread over 8 gochannel topics by partition key.
+// Publish sends each partition's messages one at a time, the partitions
+// side by side, and blocks until every subscriber has acked each message;
+// that is what keeps partitions in order (gochannel otherwise hands each
+// message to its own goroutine) and gives the relay back-pressure from slow
+// in-process consumers. A subscription thus holds up to 8 messages at once,
+// one per partition, which a Watermill router handles in parallel. Group
+// and FromStart change nothing.
 //
 // nats: one JetStream stream per topic (subject = topic, stream name = topic
 // with '.' made '_'), created on first use if missing with file storage,

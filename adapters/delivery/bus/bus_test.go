@@ -263,6 +263,48 @@ func TestConcurrentPublishersKeepPartitionOrder(t *testing.T) {
 	})
 }
 
+// The in-process transport hands a subscription messages of different
+// partitions before the earlier ones are acked, so a router handles them
+// in parallel, but never two of one partition.
+func TestMemoryHoldsOneMessagePerPartition(t *testing.T) {
+	b := open(t, "memory://", bus.Options{})
+	ch := subscribe(t, b)
+	var msgs []*message.Message
+	for i := range 32 {
+		msgs = append(msgs, newMsg(fmt.Sprintf("cus_%d", i), 1))
+	}
+	msgs = append(msgs, newMsg("cus_0", 2))
+	done := publishAsync(b, msgs...)
+
+	// 32 keys fill all 8 partitions; cus_0's second message waits for its
+	// first, so exactly 8 arrive unacked.
+	var held []*message.Message
+	for range 8 {
+		select {
+		case m := <-ch:
+			held = append(held, m)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d messages in hand before any ack, want 8", len(held))
+		}
+	}
+	nothing(t, ch, 200*time.Millisecond)
+	got := map[string]int{}
+	for len(got) < len(msgs) {
+		for _, m := range held {
+			got[m.UUID]++
+			if part, seq := m.Metadata.Get(bus.PartitionKey), seqOf(t, m); part == "cus_0" && seq == 2 && got[msgs[0].UUID] == 0 {
+				t.Fatal("cus_0's second message came before its first")
+			}
+			m.Ack()
+		}
+		held = held[:0]
+		if len(got) < len(msgs) {
+			held = append(held, next(t, ch))
+		}
+	}
+	waitPublished(t, done)
+}
+
 func TestNackRedeliversBeforeLaterMessages(t *testing.T) {
 	forEach(t, false, func(t *testing.T, tr transport, url string) {
 		b := open(t, url, bus.Options{})

@@ -27,12 +27,14 @@
 // the actor's: a superuser acting on another company's customer must not
 // send that customer's events to the superuser's own company. Only the
 // registration (CustomerRegistered) names the customer's company, and bus
-// messages carry no company, so the fan-out remembers the company of every
-// registration it sees (table webhook_customers) and looks the customer up
-// there for later events; a customer registered before the fan-out saw it
-// is resolved once through Config.CompanyOf (CompaniesFrom: the engine
-// reads the registration) and remembered. Without a resolver such a
-// customer's events reach only "*" endpoints, with a warning in the log.
+// messages carry no company, so the fan-out keeps the company of every
+// registration it sees in memory. A customer it does not know (registered
+// before this process saw it, or forgotten when the memory filled up) is
+// looked up in table webhook_customers, else resolved through
+// Config.CompanyOf (CompaniesFrom: the engine reads the registration) and
+// written to that table. Without a resolver the fan-out writes every
+// registration to the table instead, and a customer found in neither gets
+// its events sent only to "*" endpoints, with a warning in the log.
 // An endpoint's type filter (domain types such as "StatusChanged"; none
 // means all) then selects among the company's events. Events of streams
 // that are not a customer's (identity bindings) are never sent.

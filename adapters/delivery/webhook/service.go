@@ -393,6 +393,14 @@ func (s *Service) fanOut(msg *message.Message) error {
 		}
 		ds = append(ds, newDelivery{id: id, endpointID: t.id, eventID: eventID, eventType: typ, customerID: customer, company: company, payload: payload})
 	}
+	if registered != nil && s.cfg.CompanyOf != nil {
+		// A customer this process forgets (a restart, a full cache) is
+		// resolved again from the log, so a registration needs no write of
+		// its own: one per customer was most of the fan-out's time on a
+		// busy in-process bus, whose Publish waits for it.
+		s.routes.rememberCompany(registered.customerID, registered.company)
+		registered = nil
+	}
 	if len(ds) == 0 && registered == nil {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -597,6 +598,60 @@ func TestRoutingAndIsolation(t *testing.T) {
 		}
 		if err := r.svc.DeleteEndpoint(ctx, acme, acmeAll.ID); !errors.Is(err, ErrNotFound) {
 			t.Errorf("second delete: %v", err)
+		}
+	})
+}
+
+// A restarted fan-out still routes the events of a customer it saw
+// registered: from the table when there is no resolver, else through the
+// resolver, in which case the registration itself wrote nothing.
+func TestCompanyOfACustomerAfterRestart(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db database) {
+		for _, withResolver := range []bool{false, true} {
+			t.Run(fmt.Sprintf("resolver=%v", withResolver), func(t *testing.T) {
+				st := db.open(t)
+				defer st.Close()
+				ctx := t.Context()
+				customer := uuid.NewString()
+				var resolved atomic.Int32
+				cfg := fastConfig(st)
+				if withResolver {
+					cfg.CompanyOf = func(_ context.Context, c string) (string, error) {
+						resolved.Add(1)
+						if c == customer {
+							return "acme", nil
+						}
+						return "", nil
+					}
+				}
+				first := start(t, cfg)
+				first.publish(t, registered(customer, "acme"))
+				first.publish(t, statusChanged(customer))
+				first.stop()
+				remembered, err := first.svc.store.customerCompany(ctx, customer)
+				switch {
+				case err != nil:
+					t.Fatal(err)
+				case withResolver && (remembered != "" || resolved.Load() != 0):
+					t.Fatalf("with a resolver: table says %q, resolver asked %d times; want neither", remembered, resolved.Load())
+				case !withResolver && remembered != "acme":
+					t.Fatalf("without a resolver the table says %q, want acme", remembered)
+				}
+
+				second := start(t, cfg)
+				ep, _, err := second.svc.CreateEndpoint(ctx, EndpointInput{Company: "acme", URL: "http://127.0.0.1:9/hook"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				later := statusChanged(customer)
+				second.publish(t, later)
+				if _, _, err := second.svc.GetDelivery(ctx, Everything(), mustDeliveryID(t, ep.ID, later)); err != nil {
+					t.Errorf("the event after the restart was not routed to acme's endpoint: %v", err)
+				}
+				if withResolver && resolved.Load() != 1 {
+					t.Errorf("resolver asked %d times, want once", resolved.Load())
+				}
+			})
 		}
 	})
 }
