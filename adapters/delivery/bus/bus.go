@@ -32,7 +32,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
@@ -149,14 +148,6 @@ func (o Options) resolve() (Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o, nil
-}
-
-// watermillLogger lowers Watermill's Info, which some of its pub/subs
-// write for every message, to Debug.
-func watermillLogger(l *slog.Logger) watermill.LoggerAdapter {
-	return watermill.NewSlogLoggerWithLevelMapping(l, map[slog.Level]slog.Level{
-		slog.LevelInfo: slog.LevelDebug,
-	})
 }
 
 // Bus is an open transport. Its Publisher and Subscriber are safe for

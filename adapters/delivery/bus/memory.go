@@ -10,6 +10,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+
+	"github.com/kycengine/kyc/adapters/internal/wmlog"
 )
 
 // memoryOutputBuffer sizes each subscriber's channel. Publish waits for
@@ -32,7 +34,7 @@ func openMemory(opts Options) *Bus {
 	gc := gochannel.NewGoChannel(gochannel.Config{
 		OutputChannelBuffer:            memoryOutputBuffer,
 		BlockPublishUntilSubscriberAck: true,
-	}, watermillLogger(opts.Logger))
+	}, wmlog.New(opts.Logger))
 	return &Bus{
 		kind:           KindMemory,
 		pub:            &memoryPublisher{gc: gc, life: newLifecycle()},

@@ -15,6 +15,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/kycengine/kyc/adapters/internal/wmlog"
 )
 
 const (
@@ -52,7 +54,7 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (*Bus, error
 		db.Close()
 		return nil, fmt.Errorf("%w: connect to PostgreSQL at %s: %w", ErrUnavailable, where, err)
 	}
-	wlog := watermillLogger(opts.Logger)
+	wlog := wmlog.New(opts.Logger)
 	schema := &pgSchema{
 		db: db,
 		messages: wsql.DefaultPostgreSQLSchema{

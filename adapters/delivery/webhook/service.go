@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
@@ -26,6 +25,7 @@ import (
 	"github.com/kycengine/kyc/adapters/delivery/cloudevent"
 	"github.com/kycengine/kyc/adapters/delivery/relay"
 	"github.com/kycengine/kyc/adapters/delivery/state"
+	"github.com/kycengine/kyc/adapters/internal/wmlog"
 	"github.com/kycengine/kyc/domain"
 )
 
@@ -224,7 +224,7 @@ func (s *Service) Run(ctx context.Context, sub message.Subscriber) error {
 	// Messages of an earlier run died with its gochannel.
 	s.inflight.Store(0)
 
-	wlog := watermill.NewSlogLoggerWithLevelMapping(s.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	wlog := wmlog.New(s.log)
 	internal := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: int64(s.cfg.Concurrency)}, wlog)
 	defer internal.Close()
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: s.cfg.Timeout + 5*time.Second}, wlog)
