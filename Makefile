@@ -19,7 +19,9 @@ test:
 ## bench: the throughput and latency benchmarks (figures go in the README).
 ## BenchmarkReadModels generates KYC_BENCH_CUSTOMERS customers (default
 ## 1000000, about ten events each) and keeps them in KYC_BENCH_DATA if set;
-## at full size it runs for a long while, hence the timeout.
+## at full size it runs for a long while, hence the timeout. The read-model
+## benchmarks hold their writers as kyc serve does by default (--max-read-lag
+## 50ms); KYC_BENCH_MAX_READ_LAG=20ms tries another setting.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 180m ./adapters/bench/
 

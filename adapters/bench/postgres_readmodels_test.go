@@ -93,7 +93,7 @@ func BenchmarkPostgresReadModels(b *testing.B) {
 	}
 	obs := &lagObserver{}
 	liveEng, err := projections.NewEngine(projections.EngineConfig{Events: events, Store: live,
-		Projections: []projections.Projection{customers, audit}, Observer: obs, MaxLag: benchMaxReadLag})
+		Projections: []projections.Projection{customers, audit}, Observer: obs, MaxLag: benchMaxReadLag(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func rebuildEngine(b *testing.B, ctx context.Context, ds *benchDataset, events p
 	if err != nil {
 		b.Fatal(err)
 	}
-	eng, err := projections.NewEngine(projections.EngineConfig{Events: events, Store: rm, Projections: []projections.Projection{customers, audit}, Observer: obs, MaxLag: benchMaxReadLag})
+	eng, err := projections.NewEngine(projections.EngineConfig{Events: events, Store: rm, Projections: []projections.Projection{customers, audit}, Observer: obs, MaxLag: benchMaxReadLag(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -663,17 +663,39 @@ type appendStore interface {
 	domain.IdempotencyIndex
 }
 
-// benchMaxReadLag is kyc serve's default --max-read-lag; the engines of the
-// benchmarks use it, and (d) runs once with the writers held by it and once
-// without.
-const benchMaxReadLag = 50 * time.Millisecond
+// defaultMaxReadLag is kyc serve's default --max-read-lag. The engines of
+// the benchmarks hold writers at benchMaxReadLag, this unless
+// KYC_BENCH_MAX_READ_LAG names another duration, and (d) runs once with the
+// writers held by it and once without.
+const defaultMaxReadLag = 50 * time.Millisecond
+
+func benchMaxReadLag(tb testing.TB) time.Duration {
+	v := os.Getenv("KYC_BENCH_MAX_READ_LAG")
+	if v == "" {
+		return defaultMaxReadLag
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		tb.Fatalf("KYC_BENCH_MAX_READ_LAG=%q: want a positive duration such as 20ms", v)
+	}
+	return d
+}
+
+func heldLabel(tb testing.TB) string {
+	lag := benchMaxReadLag(tb)
+	label := fmt.Sprintf("writers held at --max-read-lag %s", lag)
+	if lag == defaultMaxReadLag {
+		label += " (the default)"
+	}
+	return label
+}
 
 // lagBothWays measures (d) with the writers unheld, then held back by the
 // engine as kyc serve does.
 func lagBothWays(b *testing.B, ctx context.Context, store appendStore, rm projections.Store, eng *projections.Engine, obs *lagObserver, ds *benchDataset) []lagFigure {
 	return []lagFigure{
 		projectionLag(b, ctx, store, rm, nil, eng, obs, ds.ls, ds.codec, ds.say, "writers not held (--max-read-lag 0)"),
-		projectionLag(b, ctx, store, rm, eng, eng, obs, ds.ls, ds.codec, ds.say, fmt.Sprintf("writers held at --max-read-lag %s (the default)", benchMaxReadLag)),
+		projectionLag(b, ctx, store, rm, eng, eng, obs, ds.ls, ds.codec, ds.say, heldLabel(b)),
 	}
 }
 
