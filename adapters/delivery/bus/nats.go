@@ -32,6 +32,9 @@ const (
 	// natsEphemeralInactive lets the server delete a private consumer whose
 	// process died without deleting it.
 	natsEphemeralInactive = 5 * time.Minute
+	// natsHandBackDelay is how long a message a stopping subscriber hands
+	// back waits before the server offers it again (see consume).
+	natsHandBackDelay = 500 * time.Millisecond
 	// natsCloseGrace bounds the flush of acks and naks on Close.
 	natsCloseGrace = 5 * time.Second
 )
@@ -418,8 +421,13 @@ func (s *natsSubscriber) consume(ctx context.Context, iter jetstream.MessagesCon
 		case stopped:
 			// Unsubscribe first, so the server hands the message to another
 			// member (or keeps it for the next run) instead of back to us.
+			// Stop only signals the iterator, which withdraws its pull
+			// request from another goroutine; a nak that reached the server
+			// first had the message redelivered to that request, where it
+			// sat unacked for a whole AckWait. The delay outlasts the
+			// withdrawal.
 			iter.Stop()
-			if err := jm.Nak(); err != nil {
+			if err := jm.NakWithDelay(natsHandBackDelay); err != nil {
 				s.log.Debug("hand back NATS message on stop", "uuid", msg.UUID, "error", err)
 			}
 			return
