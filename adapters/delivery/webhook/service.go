@@ -236,8 +236,8 @@ func (s *Service) Run(ctx context.Context, sub message.Subscriber) error {
 	// failure (the database) is retried here briefly, then nacked, so the
 	// bus hands the event over again.
 	fanOut := router.AddConsumerHandler("webhooks-fanout", s.cfg.Topic, sub, s.fanOut)
-	fanOut.AddMiddleware(middleware.Retry{MaxRetries: 3, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second,
-		Multiplier: 2, RandomizationFactor: 0.5}.Middleware)
+	fanOut.AddMiddleware(retryAfterFailure(middleware.Retry{MaxRetries: 2, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second,
+		Multiplier: 2, RandomizationFactor: 0.5}))
 
 	// Delivery: one round. Retry makes the quick in-process retries; when
 	// they are spent the poison queue moves the message to failedTopic,
@@ -305,6 +305,32 @@ func (s *Service) Run(ctx context.Context, sub message.Subscriber) error {
 	return result
 }
 
+// retryAfterFailure runs a handler once and hands a failed message to
+// Watermill's Retry, after r.InitialInterval, for r.MaxRetries more tries.
+// Retry sets up its back-off (a cancellable context, timers, closures) for
+// every message before the first try; on the fan-out, which an in-process
+// relay waits for and which nearly always succeeds at once, that setup cost
+// twice the handler itself.
+func retryAfterFailure(r middleware.Retry) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		retried := r.Middleware(h)
+		return func(msg *message.Message) ([]*message.Message, error) {
+			out, err := h(msg)
+			if err == nil {
+				return out, nil
+			}
+			t := time.NewTimer(r.InitialInterval)
+			defer t.Stop()
+			select {
+			case <-msg.Context().Done():
+				return out, err
+			case <-t.C:
+			}
+			return retried(msg)
+		}
+	}
+}
+
 // retryMiddleware is the quick in-process retry of a round.
 func (s *Service) retryMiddleware() message.HandlerMiddleware {
 	r := s.cfg.Retry
@@ -365,13 +391,34 @@ func (s *Service) fanOut(msg *message.Message) error {
 		}
 		s.routes.rememberEndpoints(company, targets)
 	}
+	wanted := slices.ContainsFunc(targets, func(t target) bool { return t.wants(typ) })
+	if registered != nil && s.cfg.CompanyOf != nil {
+		// A customer this process forgets (a restart, a full cache) is
+		// resolved again from the log, so a registration needs no write of
+		// its own: one per customer was most of the fan-out's time on a
+		// busy in-process bus, whose Publish waits for it.
+		s.routes.rememberCompany(registered.customerID, registered.company)
+		registered = nil
+	}
+	if !wanted && registered == nil {
+		return nil
+	}
+	return s.record(ctx, msg, typ, customer, company, registered, targets)
+}
+
+// record writes the deliveries of an event some endpoint wants, and the
+// customer's registration when it must be kept. It is apart from fanOut so
+// that the common case, an event nobody wants, runs in a small stack frame:
+// the router runs each message on a new goroutine, and a large frame made
+// every one of them grow its stack.
+func (s *Service) record(ctx context.Context, msg *message.Message, typ, customer, company string, registered *registration, targets []target) error {
 	var (
 		ds      []newDelivery
 		payload []byte
 		eventID string
 	)
 	for _, t := range targets {
-		if len(t.types) > 0 && !slices.Contains(t.types, typ) {
+		if !t.wants(typ) {
 			continue
 		}
 		if payload == nil {
@@ -392,17 +439,6 @@ func (s *Service) fanOut(msg *message.Message) error {
 			return err
 		}
 		ds = append(ds, newDelivery{id: id, endpointID: t.id, eventID: eventID, eventType: typ, customerID: customer, company: company, payload: payload})
-	}
-	if registered != nil && s.cfg.CompanyOf != nil {
-		// A customer this process forgets (a restart, a full cache) is
-		// resolved again from the log, so a registration needs no write of
-		// its own: one per customer was most of the fan-out's time on a
-		// busy in-process bus, whose Publish waits for it.
-		s.routes.rememberCompany(registered.customerID, registered.company)
-		registered = nil
-	}
-	if len(ds) == 0 && registered == nil {
-		return nil
 	}
 	if err := s.store.insertDeliveries(ctx, registered, ds, msec(s.cfg.Clock())); err != nil {
 		return fmt.Errorf("webhook: record deliveries of event %s: %w", msg.UUID, err)
@@ -425,6 +461,18 @@ func deliveryID(endpointID, eventID string) (string, error) {
 	return uuid.NewSHA1(ns, []byte(eventID)).String(), nil
 }
 
+// registeredCompany is the company a registration names, "" when data is
+// not one. Apart from companyOf for the size of its frame (see record).
+func registeredCompany(data []byte) string {
+	var reg struct {
+		CompanyID string `json:"company_id"`
+	}
+	if err := json.Unmarshal(data, &reg); err != nil {
+		return ""
+	}
+	return reg.CompanyID
+}
+
 // registeredType is the event that names a customer's company.
 var registeredType = domain.CustomerRegistered{}.EventType()
 
@@ -432,11 +480,8 @@ var registeredType = domain.CustomerRegistered{}.EventType()
 // registration said. registered is set when this event is the registration.
 func (s *Service) companyOf(ctx context.Context, customer, typ string, data []byte) (string, *registration, error) {
 	if typ == registeredType {
-		var reg struct {
-			CompanyID string `json:"company_id"`
-		}
-		if err := json.Unmarshal(data, &reg); err == nil && reg.CompanyID != "" {
-			return reg.CompanyID, &registration{customerID: customer, company: reg.CompanyID}, nil
+		if company := registeredCompany(data); company != "" {
+			return company, &registration{customerID: customer, company: company}, nil
 		}
 	}
 	if company, ok := s.routes.company(customer); ok {

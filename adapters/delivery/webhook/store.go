@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -311,6 +312,10 @@ type target struct {
 	id    string
 	types []string
 }
+
+// wants reports whether the endpoint takes events of type typ; no types
+// means every type.
+func (t target) wants(typ string) bool { return len(t.types) == 0 || slices.Contains(t.types, typ) }
 
 // targets are the endpoints of company and those of every company.
 func (s *store) targets(ctx context.Context, company string) ([]target, error) {
