@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
 	"sync"
@@ -201,10 +202,14 @@ func (f *inflight) wait() error {
 
 // Publish sends msgs without waiting between them, except that a message
 // waits for the ack of the previous one of its partition (messages without
-// a PartitionKey count as one partition). Were two
-// messages of a partition in flight together, the first could fail (no
-// stream leader for a moment, a limit) while the second is stored, and
-// the relay's retry would then store the first after the second. Publish
+// a PartitionKey count as one partition). Were two messages of a partition
+// in flight together, the first could fail (no stream leader for a moment,
+// a limit) while the second is stored, and the relay's retry would then
+// store the first after the second. So msgs go out in rounds: the first
+// message of every partition, then, once those are acked, the second of
+// each, and so on. A customer's events come in runs (a command appends
+// several), and waiting message by message in the given order made a run
+// of ten cost ten round trips during which nothing else went out. Publish
 // returns once every message sent is acked, or the first error; messages
 // after a failure are not sent, and those acked before it are dropped as
 // duplicates when the relay retries.
@@ -225,18 +230,55 @@ func (p *natsPublisher) Publish(topic string, msgs ...*message.Message) error {
 	if err != nil {
 		return err
 	}
+	for round := range partitionRounds(msgs) {
+		if err := p.publishRound(topic, stream, round); err != nil {
+			return fmt.Errorf("bus: NATS publish to %s: %w", topic, err)
+		}
+	}
+	return nil
+}
 
-	sent := make([]inflight, 0, len(msgs))
-	lastOf := make(map[string]int) // partition → index in sent
-	var firstErr error
-	for _, m := range msgs {
-		key := m.Metadata.Get(PartitionKey)
-		if i, ok := lastOf[key]; ok {
-			if err := sent[i].wait(); err != nil {
-				firstErr = err
-				break
+// partitionRounds yields the n-th message of every partition of msgs, in
+// the order the partitions first appear, for n = 1, 2, ...
+func partitionRounds(msgs []*message.Message) iter.Seq[[]*message.Message] {
+	return func(yield func([]*message.Message) bool) {
+		var order [][]*message.Message
+		index := make(map[string]int)
+		for _, m := range msgs {
+			key := m.Metadata.Get(PartitionKey)
+			i, ok := index[key]
+			if !ok {
+				i = len(order)
+				index[key] = i
+				order = append(order, nil)
+			}
+			order[i] = append(order[i], m)
+		}
+		round := make([]*message.Message, 0, len(order))
+		for n := 0; len(order) > 0; n++ {
+			round = round[:0]
+			kept := order[:0]
+			for _, part := range order {
+				round = append(round, part[n])
+				if len(part) > n+1 {
+					kept = append(kept, part)
+				}
+			}
+			order = kept
+			if !yield(round) {
+				return
 			}
 		}
+	}
+}
+
+// publishRound sends msgs, of distinct partitions, side by side and waits
+// for their acks. It waits for everything sent even after a failure:
+// returning earlier would let the relay's retry race the stragglers.
+func (p *natsPublisher) publishRound(topic, stream string, msgs []*message.Message) error {
+	sent := make([]inflight, 0, len(msgs))
+	var firstErr error
+	for _, m := range msgs {
 		nm, err := p.marshaler.Marshal(topic, m)
 		if err != nil {
 			firstErr = fmt.Errorf("marshal message %s: %w", m.UUID, err)
@@ -252,19 +294,13 @@ func (p *natsPublisher) Publish(topic string, msgs ...*message.Message) error {
 			break
 		}
 		sent = append(sent, inflight{ack: ack, uuid: m.UUID})
-		lastOf[key] = len(sent) - 1
 	}
-	// Wait for everything sent even after a failure: returning earlier
-	// would let the relay's retry race this batch's stragglers.
 	for i := range sent {
 		if err := sent[i].wait(); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
-	if firstErr != nil {
-		return fmt.Errorf("bus: NATS publish to %s: %w", topic, firstErr)
-	}
-	return nil
+	return firstErr
 }
 
 // Close waits for Publish calls in progress; the connection is closed by
