@@ -362,7 +362,7 @@ func baselineReadModels(b *testing.B, ctx context.Context, store *embedded.Store
 				b.Fatal(err)
 			}
 		}
-		term, err := tx.PrepareContext(ctx, "INSERT INTO customer_terms_g1 (field, value, seq) VALUES (?, ?, ?)")
+		term, err := tx.PrepareContext(ctx, "INSERT INTO customer_terms_g1 (field, value, created_at, seq, company_id) VALUES (?, ?, ?, ?, ?)")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -402,7 +402,7 @@ func baselineReadModels(b *testing.B, ctx context.Context, store *embedded.Store
 				}
 			}
 			for _, t := range terms {
-				if _, err := term.ExecContext(ctx, t[0], t[1], seq); err != nil {
+				if _, err := term.ExecContext(ctx, t[0], t[1], created, seq, c.CompanyID); err != nil {
 					b.Fatal(err)
 				}
 			}

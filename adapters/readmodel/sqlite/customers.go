@@ -164,6 +164,7 @@ var customerColumns = []string{"company_id", "status", "nationality", "risk", "v
 
 const (
 	colCompany = 0
+	colCreated = 12
 	// Columns 1 to colLastValue are the single-valued filters that compare
 	// a value; customer_values_gN counts them.
 	colLastValue = 10
@@ -194,9 +195,9 @@ func (p *putStmts) prepare(ctx context.Context, tx *sql.Tx, gen projections.Gene
 		{&p.insert, "INSERT INTO " + c + " (id, " + cols + ") VALUES (?, " + marks(len(customerColumns)) + ")"},
 		{&p.insertDoc, "INSERT INTO " + d + " (seq, terms, doc) VALUES (?, ?, ?)"},
 		{&p.updateDoc, "UPDATE " + d + " SET terms = ?, doc = ? WHERE seq = ?"},
-		{&p.delTerm, "DELETE FROM " + t + " WHERE field = ? AND value = ? AND seq = ?"},
-		{&p.addTerm, "INSERT OR IGNORE INTO " + t + " (field, value, seq, prev) VALUES (?, ?, ?, ?)"},
-		{&p.setPrev, "UPDATE " + t + " SET prev = ? WHERE field = ? AND value = ? AND seq = ?"},
+		{&p.delTerm, "DELETE FROM " + t + " WHERE field = ? AND value = ? AND created_at = ? AND seq = ?"},
+		{&p.addTerm, "INSERT OR IGNORE INTO " + t + " (field, value, created_at, seq, company_id, prev) VALUES (?, ?, ?, ?, ?, ?)"},
+		{&p.setPrev, "UPDATE " + t + " SET prev = ? WHERE field = ? AND value = ? AND created_at = ? AND seq = ?"},
 		{&p.count, "INSERT INTO " + countsTable(gen) + " (company_id, n) VALUES (?, ?) ON CONFLICT (company_id) DO UPDATE SET n = n + excluded.n"},
 	} {
 		var err error
@@ -377,6 +378,7 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			args          = make([]any, 0, len(customerColumns)+1)
 			setArgs       = make([]any, 0, len(customerColumns)+1)
 			newTerms, old []term
+			was           termKey
 			encoded       []byte
 			doc           bytes.Buffer
 			prev          *stored
@@ -418,6 +420,7 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 				}
 				counts[c.CompanyID]++
 				old = old[:0]
+				was = termKey{}
 				for i := 1; i <= colLastValue; i++ {
 					values.column(i, argValue(args, i), c.CompanyID, 1)
 				}
@@ -447,6 +450,7 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 				if old, err = decodeTerms(prev.terms, old); err != nil {
 					return fmt.Errorf("customer %s: %w", c.ID, err)
 				}
+				was = termKey{created: prev.ints[colCreated], company: prev.strs[colCompany]}
 				termValues = values
 				if oldCompany := prev.strs[colCompany]; oldCompany != c.CompanyID {
 					counts[oldCompany]--
@@ -469,7 +473,8 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 				}
 			}
 			seqs[i] = seq
-			if err := diffTerms(ctx, &st, seq, old, newTerms, termValues, c.CompanyID); err != nil {
+			now := termKey{created: args[colCreated].(int64), company: c.CompanyID}
+			if err := diffTerms(ctx, &st, seq, was, now, old, newTerms, termValues); err != nil {
 				return fmt.Errorf("customer %s: %w", c.ID, err)
 			}
 		}
@@ -492,10 +497,42 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 	return nil
 }
 
-// diffTerms writes the difference between a customer's old and new terms,
-// both sorted, so a replace that changes no term writes none, and counts
-// the terms it adds and deletes in values under company.
-func diffTerms(ctx context.Context, st *putStmts, seq int64, old, new []term, values valueCounts, company string) error {
+// termKey is what a customer's terms rows repeat of it (see
+// customers.up.sql).
+type termKey struct {
+	created int64
+	company string
+}
+
+// diffTerms writes the difference between a customer's old terms, stored
+// under was, and its new ones, to be stored under now, both sorted, so a
+// replace that changes no term writes none; it counts the terms it adds and
+// deletes in values under now's company. A customer whose key changed (the
+// domain never moves one, but a put may) has every row rewritten.
+func diffTerms(ctx context.Context, st *putStmts, seq int64, was, now termKey, old, new []term, values valueCounts) error {
+	del := func(i int) error {
+		_, err := st.delTerm.ExecContext(ctx, termFields[old[i].field].name, old[i].value, was.created, seq)
+		values.term(old[i], now.company, -1)
+		return err
+	}
+	add := func(j int) error {
+		_, err := st.addTerm.ExecContext(ctx, termFields[new[j].field].name, new[j].value, now.created, seq, now.company, prevTerm(new, j))
+		values.term(new[j], now.company, 1)
+		return err
+	}
+	if was != now {
+		for i := range old {
+			if err := del(i); err != nil {
+				return err
+			}
+		}
+		for j := range new {
+			if err := add(j); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	i, j := 0, 0
 	for i < len(old) || j < len(new) {
 		var c int
@@ -509,20 +546,18 @@ func diffTerms(ctx context.Context, st *putStmts, seq int64, old, new []term, va
 		}
 		switch {
 		case c < 0:
-			if _, err := st.delTerm.ExecContext(ctx, termFields[old[i].field].name, old[i].value, seq); err != nil {
+			if err := del(i); err != nil {
 				return err
 			}
-			values.term(old[i], company, -1)
 			i++
 		case c > 0:
-			if _, err := st.addTerm.ExecContext(ctx, termFields[new[j].field].name, new[j].value, seq, prevTerm(new, j)); err != nil {
+			if err := add(j); err != nil {
 				return err
 			}
-			values.term(new[j], company, 1)
 			j++
 		default:
 			if p := prevTerm(new, j); p != prevTerm(old, i) {
-				if _, err := st.setPrev.ExecContext(ctx, p, termFields[new[j].field].name, new[j].value, seq); err != nil {
+				if _, err := st.setPrev.ExecContext(ctx, p, termFields[new[j].field].name, new[j].value, now.created, seq); err != nil {
 					return err
 				}
 			}

@@ -396,6 +396,10 @@ type access struct {
 	// expiry) are checked against their sets of seqs, built first, rather
 	// than on the rows, looked up one by one.
 	termSets bool
+	// byTerms: the lone condition's terms rows are the matches, counted
+	// and paged without reading a customer (they hold the company and the
+	// default sort key); a page in another order reads the rows.
+	byTerms bool
 }
 
 func sortIndex(gen projections.Generation, key projections.SortKey, scoped bool) string {
@@ -447,9 +451,18 @@ func (p *listPlan) accesses() []access {
 			}
 		case condTerm, condWord, condExpiry:
 			out = append(out, access{driver: k, rows: k.est})
+			if len(p.conds) == 1 && k.unique {
+				out = append(out, access{driver: k, rows: k.est, byTerms: true})
+			}
 		}
 	}
 	return out
+}
+
+// inOrder: the terms rows of a's condition come in the default sort order,
+// since they share field and value.
+func (a access) inOrder() bool {
+	return a.driver.kind == condTerm && len(a.driver.vals) == 1
 }
 
 // residual: a match needs checks that the entries a does not hold, so each
@@ -521,11 +534,27 @@ func (p *listPlan) cost(a access, visited float64, sortKey bool, matches float64
 }
 
 func (p *listPlan) countCost(a access) (float64, access) {
+	if a.byTerms {
+		return a.rows * costEntry, a
+	}
 	return p.cost(a, a.rows, false, 0)
 }
 
 // pageCost is the cost of reading matches [0, end) of total in key order.
 func (p *listPlan) pageCost(a access, key projections.SortKey, end, total float64) (float64, access) {
+	switch {
+	case a.byTerms && key != projections.SortCreatedAt:
+		// pageSQLWith reads the rows for their sort key, as without byTerms.
+		a.byTerms = false
+	case a.byTerms && a.inOrder():
+		visited := a.rows
+		if total > 0 {
+			visited = min(a.rows, math.Ceil(end*a.rows/total))
+		}
+		return visited * costEntry, a
+	case a.byTerms:
+		return a.rows*costEntry + total*costSort, a
+	}
 	if a.order == key {
 		visited := a.rows
 		if total > 0 {
@@ -610,8 +639,23 @@ func (p *listPlan) countSQL() (string, []any) {
 }
 
 func (p *listPlan) countSQLWith(a access) (string, []any) {
+	if a.byTerms {
+		from, args := p.termsFrom(a)
+		return "SELECT count(*) FROM " + from, args
+	}
 	from, args := p.from(a)
 	return "SELECT count(*) FROM " + from, args
+}
+
+// termsFrom is the FROM and WHERE clauses that read the terms rows of a's
+// condition in the query's companies.
+func (p *listPlan) termsFrom(a access) (string, []any) {
+	var w where
+	w.add(a.driver.terms, a.driver.termsArgs...)
+	if p.companies != nil {
+		w.add(inList("t.company_id", len(p.companies)), anys(p.companies)...)
+	}
+	return termsTable(p.gen) + " AS t" + w.String(), w.args
 }
 
 // pageSQL selects the seqs of one page of total matches.
@@ -622,11 +666,17 @@ func (p *listPlan) pageSQL(q projections.ListQuery, total float64) (string, []an
 }
 
 func (p *listPlan) pageSQLWith(a access, q projections.ListQuery) (string, []any) {
-	from, args := p.from(a)
 	dir := ""
 	if q.Desc {
 		dir = " DESC"
 	}
+	if a.byTerms && q.Sort == projections.SortCreatedAt {
+		from, args := p.termsFrom(a)
+		return "SELECT t.seq FROM " + from + " ORDER BY t.created_at" + dir + ", t.seq" + dir + " LIMIT ? OFFSET ?",
+			append(args, int64(q.PerPage), int64(q.Offset()))
+	}
+	a.byTerms = false
+	from, args := p.from(a)
 	return "SELECT c.seq FROM " + from + " ORDER BY c." + sortColumn(q.Sort) + dir + ", c.seq" + dir + " LIMIT ? OFFSET ?",
 		append(args, int64(q.PerPage), int64(q.Offset()))
 }

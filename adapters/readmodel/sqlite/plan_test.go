@@ -223,7 +223,11 @@ func planStore(t *testing.T, path string) (*Store, []projections.CustomerRow) {
 // checkPlans runs q through every access, both ways of checking words, and
 // compares each count and page with the oracle; it checks that SQLite reads
 // the index an access names.
-func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projections.CustomerRow) {
+//
+// It returns how many of the accesses read the terms alone (byTerms),
+// in order and by a range of values, so that a caller can tell the data
+// reached them.
+func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projections.CustomerRow) (ordered, ranged int) {
 	t.Helper()
 	ctx := t.Context()
 	gen := s.active[projections.CustomersProjection]
@@ -241,7 +245,7 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 	}
 	p := newListPlan(q, gen)
 	if p.empty {
-		return
+		return 0, 0
 	}
 	if err := p.estimate(ctx, s.rdb); err != nil {
 		t.Fatal(err)
@@ -258,6 +262,13 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 		t.Fatalf("query %+v: %s counts %d, want %d", q, query, n, total)
 	}
 	for _, a := range p.accesses() {
+		if a.byTerms && q.Sort == projections.SortCreatedAt && q.Offset() < total {
+			if a.inOrder() {
+				ordered++
+			} else {
+				ranged++
+			}
+		}
 		for _, sets := range []bool{false, true} {
 			if sets && !a.wide {
 				continue
@@ -309,6 +320,7 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 			}
 		}
 	}
+	return ordered, ranged
 }
 
 func sameSet(a, b []string) bool {
@@ -344,11 +356,17 @@ func checkIndex(t *testing.T, s *Store, a access, query string, args []any) {
 	}
 	plan := strings.Join(lines, " \n") + " "
 	want := "INDEX " + a.index + " "
-	if a.index == "" {
+	switch {
+	case a.byTerms:
+		want = "SEARCH t USING PRIMARY KEY (field=?"
+	case a.index == "":
 		want = "SEARCH c USING INTEGER PRIMARY KEY (rowid=?)"
 	}
 	if !strings.Contains(plan, want) || strings.Contains(plan, "SCAN c \n") {
 		t.Fatalf("%s\nplan:\n%s\nwant %s", query, plan, want)
+	}
+	if a.byTerms && a.inOrder() && strings.HasPrefix(query, "SELECT t.seq ") && strings.Contains(plan, "TEMP B-TREE") {
+		t.Fatalf("%s\nplan:\n%s\nwant the terms rows read in order, without a sort", query, plan)
 	}
 }
 
@@ -363,8 +381,33 @@ func TestEveryPlan(t *testing.T) {
 		t.Fatalf("%d customers with expiries '*' and %d with every slot taken: the data misses a case", stars, full)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
+	var ordered, ranged int
 	for range 150 {
-		checkPlans(t, s, planQuery(rng), rows)
+		o, r := checkPlans(t, s, planQuery(rng), rows)
+		ordered, ranged = ordered+o, ranged+r
+	}
+	// A lone filter on terms, in the default order both ways, with and
+	// without a company scope, on every page there is.
+	for _, lone := range []projections.ListQuery{
+		{Tags: []string{"vip"}}, {AccessRoles: []string{"admin"}}, {DocumentTypes: []string{"pass"}},
+		{Q: "an"}, {Q: "sil"}, {Expiry: projections.DateRange{From: "2024-03-01", To: "2025-06-30"}},
+		{Expiry: projections.DateRange{To: "2024-12-31"}},
+	} {
+		for _, scope := range []string{"", "globex"} {
+			for _, desc := range []bool{true, false} {
+				for page := 1; page <= 6; page++ {
+					q := lone
+					q.ScopeCompany, q.Desc, q.Page, q.PerPage, q.Now = scope, desc, page, 20, planNow
+					o, r := checkPlans(t, s, q.Normalized(), rows)
+					ordered, ranged = ordered+o, ranged+r
+				}
+			}
+		}
+	}
+	// Pages read off the terms alone, for one value and for a range.
+	t.Logf("%d pages off the terms of one value, %d off a range of terms", ordered, ranged)
+	if ordered < 3 || ranged < 3 {
+		t.Fatalf("%d pages off the terms of one value, %d off a range: the queries miss a case", ordered, ranged)
 	}
 }
 
@@ -419,7 +462,8 @@ func TestUpgrade(t *testing.T) {
 		}
 		rs.Close()
 		return b.String(),
-			dump("SELECT seq || ' ' || field || ' ' || value, coalesce(prev, '<null>') FROM " + terms + " ORDER BY field, value, seq"),
+			dump("SELECT seq || ' ' || field || ' ' || value || ' ' || created_at || ' ' || company_id, coalesce(prev, '<null>') FROM " +
+				terms + " ORDER BY field, value, seq"),
 			dump("SELECT field || ' ' || value || ' ' || company_id, n FROM " + values + " WHERE n <> 0 ORDER BY 1")
 	}
 	wantSets, wantTerms, wantValues := snapshot(s)
@@ -442,7 +486,8 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The older layout: no set columns nor search, no prev, no values
+	// The older layout: no set columns nor search, terms rows keyed by
+	// (field, value, seq) without prev, created_at or company_id, no values
 	// table, and an index the templates no longer have.
 	var ddl []string
 	for _, ix := range wantIndexes {
@@ -454,7 +499,9 @@ func TestUpgrade(t *testing.T) {
 		ddl = append(ddl, "ALTER TABLE "+c+" DROP COLUMN "+sc.column)
 	}
 	ddl = append(ddl, "ALTER TABLE "+c+" DROP COLUMN expiries")
-	ddl = append(ddl, "ALTER TABLE "+terms+" DROP COLUMN prev", "DROP TABLE "+values,
+	ddl = append(ddl, "ALTER TABLE "+terms+" RENAME TO old_terms",
+		"CREATE TABLE "+terms+" (field TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (field, value, seq)) STRICT, WITHOUT ROWID",
+		"INSERT INTO "+terms+" SELECT field, value, seq FROM old_terms", "DROP TABLE old_terms", "DROP TABLE "+values,
 		"CREATE INDEX "+c+"_status ON "+c+" (status)")
 	for _, stmt := range ddl {
 		if _, err := s.wdb.ExecContext(ctx, stmt); err != nil {
@@ -503,5 +550,14 @@ func TestUpgrade(t *testing.T) {
 	// A second open finds nothing to do.
 	if err := s.upgrade(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The put reads a stored row's company and created date by position.
+func TestColumnPositions(t *testing.T) {
+	for pos, want := range map[int]string{colCompany: "company_id", colCreated: "created_at"} {
+		if customerColumns[pos] != want {
+			t.Errorf("customerColumns[%d] is %s, want %s", pos, customerColumns[pos], want)
+		}
 	}
 }

@@ -152,6 +152,23 @@ func (s *Store) upgradeCustomers(ctx context.Context, tx *sql.Tx, gen projection
 			return err
 		}
 	}
+	if !termCols["created_at"] {
+		// The rows gained the customer's created_at and company_id, the
+		// first as part of their key: the table is made anew from the
+		// template and filled from the old one.
+		old := t + "_old"
+		for _, stmt := range []string{
+			"ALTER TABLE " + t + " RENAME TO " + old,
+			tables,
+			"INSERT INTO " + t + " (field, value, created_at, seq, company_id, prev) SELECT o.field, o.value, c.created_at, o.seq, c.company_id, o.prev FROM " +
+				old + " AS o JOIN " + c + " AS c ON c.seq = o.seq",
+			"DROP TABLE " + old,
+		} {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+	}
 	if hadValues {
 		return nil
 	}
