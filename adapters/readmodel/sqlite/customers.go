@@ -378,7 +378,6 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			args          = make([]any, 0, len(customerColumns)+1)
 			setArgs       = make([]any, 0, len(customerColumns)+1)
 			newTerms, old []term
-			was           termKey
 			encoded       []byte
 			doc           bytes.Buffer
 			prev          *stored
@@ -401,7 +400,12 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 				prev = newStored(args)
 			}
 
-			var seq int64
+			var (
+				seq int64
+				// Under what the stored terms rows are; none for a new
+				// customer.
+				was termKey
+			)
 			// Counts the terms diffTerms adds and deletes, unless the
 			// customer moved company and they are counted above.
 			termValues := values
@@ -420,7 +424,6 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 				}
 				counts[c.CompanyID]++
 				old = old[:0]
-				was = termKey{}
 				for i := 1; i <= colLastValue; i++ {
 					values.column(i, argValue(args, i), c.CompanyID, 1)
 				}

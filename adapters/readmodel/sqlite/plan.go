@@ -632,7 +632,8 @@ func (p *listPlan) countSQL() (string, []any) {
 			if !k.unique {
 				what = "count(DISTINCT t.seq)"
 			}
-			return "SELECT " + what + " FROM " + termsTable(p.gen) + " AS t WHERE " + k.terms, k.termsArgs
+			from, args := p.termsFrom(access{driver: k})
+			return "SELECT " + what + " FROM " + from, args
 		}
 	}
 	return p.countSQLWith(cheapest(p.accesses(), p.countCost))
