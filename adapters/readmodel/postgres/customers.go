@@ -17,17 +17,17 @@ import (
 )
 
 type customerTables struct {
-	customers, docs, search, expiry, counts string
+	customers, docs, terms, termCounts, counts string
 }
 
 func tablesOf(gen projections.Generation) customerTables {
 	n := strconv.FormatInt(int64(gen), 10)
 	return customerTables{
-		customers: "read_customers_g" + n,
-		docs:      "read_customer_docs_g" + n,
-		search:    "read_search_g" + n,
-		expiry:    "read_expiry_g" + n,
-		counts:    "read_customer_counts_g" + n,
+		customers:  "read_customers_g" + n,
+		docs:       "read_customer_docs_g" + n,
+		terms:      "read_terms_g" + n,
+		termCounts: "read_term_counts_g" + n,
+		counts:     "read_customer_counts_g" + n,
 	}
 }
 
@@ -101,24 +101,58 @@ func recordOf(ord int, r projections.CustomerRow) record {
 	return rec
 }
 
-// terms are a customer's rows in the search and expiry tables, sorted.
-type terms struct {
+// termField is a field of the terms table: its code in the field column,
+// and whether its values are exact (counted per value in the term counts
+// table) rather than ranged over (search prefixes, expiry dates).
+type termField struct {
+	code    string
+	counted bool
+}
+
+// termFields are the fields of the terms table, in the order of terms.
+var termFields = [...]termField{{"q", false}, {"e", false}, {"t", true}, {"r", true}, {"g", true}, {"d", true}}
+
+const (
+	termSearch = iota
+	termExpiry
+	termTag
+	termRole
+	termGroup
+	termDocType
+)
+
+// terms are a customer's rows in the terms table, per field of termFields,
+// each sorted and without repeats.
+type terms [len(termFields)][]string
+
+// storedTerms is what read_customer_docs_gN keeps of a customer's terms:
+// those that are not also columns of the customers row.
+type storedTerms struct {
 	Search []string `json:"q"`
 	Expiry []string `json:"e"`
 }
 
+func sortedSet(vals []string) []string {
+	out := slices.Clone(vals)
+	slices.Sort(out)
+	return slices.Compact(nonNil(out))
+}
+
 func termsOf(c *domain.Customer) terms {
-	t := terms{Search: projections.SearchTerms(c), Expiry: []string{}}
+	var t terms
+	t[termSearch] = sortedSet(projections.SearchTerms(c))
 	for _, d := range c.Documents {
 		// An empty expiry date is in no range (DateRange.Contains).
 		if d.ExpiryDate != "" {
-			t.Expiry = append(t.Expiry, d.ExpiryDate)
+			t[termExpiry] = append(t[termExpiry], d.ExpiryDate)
 		}
+		t[termDocType] = append(t[termDocType], d.Type)
 	}
-	slices.Sort(t.Search)
-	slices.Sort(t.Expiry)
-	t.Search = slices.Compact(nonNil(t.Search))
-	t.Expiry = slices.Compact(t.Expiry)
+	t[termExpiry] = sortedSet(t[termExpiry])
+	t[termDocType] = sortedSet(t[termDocType])
+	t[termTag] = sortedSet(c.Tags)
+	t[termRole] = sortedSet(c.AccessRoles)
+	t[termGroup] = sortedSet(c.AccessGroups)
 	return t
 }
 
@@ -143,19 +177,26 @@ func diff(old, new []string, del, add func(string)) {
 
 // stored is what a put needs of a row already in the generation.
 type stored struct {
-	seq     int64
-	company string
-	terms   terms
+	seq       int64
+	company   string
+	createdAt int64
+	terms     terms
 }
 
-// termChanges are the rows to remove from and add to a term table: removals
-// by (term, seq), additions by (term, customer id), since a new customer's
-// seq is only known once inserted.
+// termChanges are the rows to remove from and add to the terms table:
+// removals by key, additions by customer id, since a new customer's seq is
+// only known once inserted.
 type termChanges struct {
-	delTerms []string
-	delSeqs  []int64
-	addTerms []string
-	addIDs   []string
+	delFields, delValues []string
+	delCreated, delSeqs  []int64
+	addFields, addValues []string
+	addCreated           []int64
+	addIDs, addCompanies []string
+}
+
+// termCount is a row of the term counts table.
+type termCount struct {
+	field, value, company string
 }
 
 // PutCustomers implements projections.Store. It fails with ErrFenced when
@@ -189,7 +230,7 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			return fmt.Errorf("postgres read model: put customers in generation %d: customer %s: %w", gen, r.Customer.ID, err)
 		}
 		newTerms[i] = termsOf(r.Customer)
-		b, err := json.Marshal(newTerms[i])
+		b, err := json.Marshal(storedTerms{Search: newTerms[i][termSearch], Expiry: newTerms[i][termExpiry]})
 		if err != nil {
 			return fmt.Errorf("postgres read model: put customers in generation %d: customer %s: %w", gen, r.Customer.ID, err)
 		}
@@ -213,28 +254,46 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 		if err != nil {
 			return err
 		}
-		var search, expiry termChanges
+		var tc termChanges
 		counts := map[string]int64{}
+		termCounts := map[termCount]int64{}
 		for i, id := range ids {
+			rec := recs[i]
 			o, ok := old[id]
 			if !ok {
-				counts[recs[i].CompanyID]++
+				counts[rec.CompanyID]++
 			} else {
 				seqOf[id] = o.seq
-				if o.company != recs[i].CompanyID {
+				if o.company != rec.CompanyID {
 					counts[o.company]--
-					counts[recs[i].CompanyID]++
+					counts[rec.CompanyID]++
 				}
 			}
-			for _, ch := range []struct {
-				c        *termChanges
-				old, new []string
-			}{{&search, o.terms.Search, newTerms[i].Search}, {&expiry, o.terms.Expiry, newTerms[i].Expiry}} {
-				diff(ch.old, ch.new, func(v string) {
-					ch.c.delTerms, ch.c.delSeqs = append(ch.c.delTerms, v), append(ch.c.delSeqs, o.seq)
-				}, func(v string) {
-					ch.c.addTerms, ch.c.addIDs = append(ch.c.addTerms, v), append(ch.c.addIDs, id)
-				})
+			// The terms rows carry the company and created date: when either
+			// changes (the domain never does it), all of them are rewritten.
+			rewrite := ok && (o.company != rec.CompanyID || o.createdAt != rec.CreatedAt)
+			for f, field := range termFields {
+				del := func(v string) {
+					tc.delFields, tc.delValues = append(tc.delFields, field.code), append(tc.delValues, v)
+					tc.delCreated, tc.delSeqs = append(tc.delCreated, o.createdAt), append(tc.delSeqs, o.seq)
+					if field.counted {
+						termCounts[termCount{field.code, v, o.company}]--
+					}
+				}
+				add := func(v string) {
+					tc.addFields, tc.addValues = append(tc.addFields, field.code), append(tc.addValues, v)
+					tc.addCreated, tc.addIDs = append(tc.addCreated, rec.CreatedAt), append(tc.addIDs, id)
+					tc.addCompanies = append(tc.addCompanies, rec.CompanyID)
+					if field.counted {
+						termCounts[termCount{field.code, v, rec.CompanyID}]++
+					}
+				}
+				if rewrite {
+					diff(o.terms[f], nil, del, add)
+					diff(nil, newTerms[i][f], del, add)
+				} else {
+					diff(o.terms[f], newTerms[i][f], del, add)
+				}
 			}
 		}
 		var countCompanies []string
@@ -261,19 +320,29 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			SELECT c.seq, u.terms::jsonb, u.doc FROM unnest($1::text[], $2::text[], $3::bytea[]) AS u (id, terms, doc)
 			JOIN `+t.customers+` c ON c.id = u.id
 			ON CONFLICT (seq) DO UPDATE SET terms = excluded.terms, doc = excluded.doc`, ids, termDocs, docs)
-		for _, tc := range []struct {
-			table, col string
-			ch         termChanges
-		}{{t.search, "term", search}, {t.expiry, "expiry", expiry}} {
-			if len(tc.ch.delTerms) > 0 {
-				b.Queue(`DELETE FROM `+tc.table+` x USING unnest($1::text[], $2::bigint[]) AS d (v, seq)
-					WHERE x.`+tc.col+` = d.v AND x.seq = d.seq`, tc.ch.delTerms, tc.ch.delSeqs)
+		if len(tc.delValues) > 0 {
+			b.Queue(`DELETE FROM `+t.terms+` x USING unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS d (f, v, created, seq)
+				WHERE x.field = d.f::"char" AND x.value = d.v AND x.created_at = d.created AND x.seq = d.seq`,
+				tc.delFields, tc.delValues, tc.delCreated, tc.delSeqs)
+		}
+		if len(tc.addValues) > 0 {
+			b.Queue(`INSERT INTO `+t.terms+` (field, value, created_at, seq, company_id)
+				SELECT a.f::"char", a.v, a.created, c.seq, a.company
+				FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS a (f, v, created, id, company)
+				JOIN `+t.customers+` c ON c.id = a.id
+				ON CONFLICT DO NOTHING`, tc.addFields, tc.addValues, tc.addCreated, tc.addIDs, tc.addCompanies)
+		}
+		var countFields, countValues, countOf []string
+		var countN []int64
+		for k, n := range termCounts {
+			if n != 0 {
+				countFields, countValues, countOf, countN = append(countFields, k.field), append(countValues, k.value), append(countOf, k.company), append(countN, n)
 			}
-			if len(tc.ch.addTerms) > 0 {
-				b.Queue(`INSERT INTO `+tc.table+` (`+tc.col+`, seq)
-					SELECT a.v, c.seq FROM unnest($1::text[], $2::text[]) AS a (v, id) JOIN `+t.customers+` c ON c.id = a.id
-					ON CONFLICT DO NOTHING`, tc.ch.addTerms, tc.ch.addIDs)
-			}
+		}
+		if len(countN) > 0 {
+			b.Queue(`INSERT INTO `+t.termCounts+` AS k (field, value, company_id, n)
+				SELECT f::"char", v, co, n FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u (f, v, co, n)
+				ON CONFLICT (field, value, company_id) DO UPDATE SET n = k.n + excluded.n`, countFields, countValues, countOf, countN)
 		}
 		if len(countCompanies) > 0 {
 			b.Queue(`INSERT INTO `+t.counts+` AS k (company_id, n) SELECT * FROM unnest($1::text[], $2::bigint[])
@@ -318,8 +387,8 @@ func upsertSQL(t customerTables) string {
 }
 
 func loadStored(ctx context.Context, tx pgx.Tx, t customerTables, ids []string) (map[string]stored, error) {
-	rows, err := tx.Query(ctx, `SELECT c.id, c.seq, c.company_id, d.terms FROM `+t.customers+` c
-		JOIN `+t.docs+` d ON d.seq = c.seq WHERE c.id = ANY($1)`, ids)
+	rows, err := tx.Query(ctx, `SELECT c.id, c.seq, c.company_id, c.created_at, c.tags, c.access_roles, c.access_groups, c.doc_types, d.terms
+		FROM `+t.customers+` c JOIN `+t.docs+` d ON d.seq = c.seq WHERE c.id = ANY($1)`, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -329,11 +398,18 @@ func loadStored(ctx context.Context, tx pgx.Tx, t customerTables, ids []string) 
 		var id string
 		var st stored
 		var raw []byte
-		if err := rows.Scan(&id, &st.seq, &st.company, &raw); err != nil {
+		var kept storedTerms
+		if err := rows.Scan(&id, &st.seq, &st.company, &st.createdAt, &st.terms[termTag], &st.terms[termRole],
+			&st.terms[termGroup], &st.terms[termDocType], &raw); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(raw, &st.terms); err != nil {
+		if err := json.Unmarshal(raw, &kept); err != nil {
 			return nil, fmt.Errorf("terms of customer %s: %w", id, err)
+		}
+		st.terms[termSearch], st.terms[termExpiry] = kept.Search, kept.Expiry
+		// The arrays are in the customer's order, with repeats.
+		for _, f := range []int{termTag, termRole, termGroup, termDocType} {
+			st.terms[f] = sortedSet(st.terms[f])
 		}
 		out[id] = st
 	}
@@ -465,21 +541,61 @@ func prefixEnd(p string) (end string, ok bool) {
 	return "", false
 }
 
+// termFilter is a filter on one field of the terms table: any of values,
+// or else the values in a range whose empty bounds are open.
+type termFilter struct {
+	field      termField
+	values     []string
+	from, to   string
+	toIncluded bool
+}
+
+// on is the filter's condition on the terms table aliased x.
+func (f termFilter) on(w *where, x string) string {
+	conds := []string{x + ".field = '" + f.field.code + "'"}
+	switch {
+	case len(f.values) == 1:
+		conds = append(conds, x+".value = "+w.arg(f.values[0]))
+	case len(f.values) > 1:
+		conds = append(conds, x+".value = ANY("+w.arg(f.values)+"::text[])")
+	default:
+		if f.from != "" {
+			conds = append(conds, x+".value >= "+w.arg(f.from))
+		}
+		if f.to != "" {
+			op := " < "
+			if f.toIncluded {
+				op = " <= "
+			}
+			conds = append(conds, x+".value"+op+w.arg(f.to))
+		}
+	}
+	return strings.Join(conds, " AND ")
+}
+
+// oneRowEach reports that a customer matches the filter through one row of
+// the terms table at most (the rows of a customer have distinct values).
+func (f termFilter) oneRowEach() bool { return len(f.values) == 1 }
+
 // customerFilter translates q's filters (projections.ListQuery.Matches) on
 // the customers table aliased c. companyOnly reports that only company
-// filters are set, which the count table answers.
-func customerFilter(q projections.ListQuery, t customerTables) (w where, companyOnly bool) {
+// filters are set, which the count table answers; lone is set when
+// besides companies q filters on one field of the terms table only.
+func customerFilter(q projections.ListQuery, t customerTables) (w where, companyOnly bool, lone *termFilter) {
 	if q.ScopeCompany != "" {
 		w.add("c.company_id = " + w.arg(q.ScopeCompany))
 	}
 	w.anyOf("c.company_id", q.Companies)
 	before := len(w.conds)
+	var onTerms []termFilter
+	inTerms := func(f termFilter) {
+		onTerms = append(onTerms, f)
+		w.add("c.seq IN (SELECT x.seq FROM " + t.terms + " x WHERE " + f.on(&w, "x") + ")")
+	}
 	for _, word := range projections.SearchWords(q.Q) {
-		cond := "s.term >= " + w.arg(word)
-		if end, ok := prefixEnd(word); ok {
-			cond += " AND s.term < " + w.arg(end)
-		}
-		w.add("c.seq IN (SELECT s.seq FROM " + t.search + " s WHERE " + cond + ")")
+		f := termFilter{field: termFields[termSearch], from: word}
+		f.to, _ = prefixEnd(word)
+		inTerms(f)
 	}
 	w.anyOf("c.status", q.Statuses)
 	w.anyOf("c.nationality", q.Nationalities)
@@ -512,23 +628,20 @@ func customerFilter(q projections.ListQuery, t customerTables) (w where, company
 			w.add("c.last_status_update < " + w.arg(q.Updated.To.UnixNano()))
 		}
 	}
+	// Among other filters the arrays' GIN indexes serve these; alone, the
+	// terms table does (listSQL).
 	for _, f := range []struct {
-		col  string
-		vals []string
-	}{{"c.tags", q.Tags}, {"c.access_roles", q.AccessRoles}, {"c.access_groups", q.AccessGroups}, {"c.doc_types", q.DocumentTypes}} {
+		col   string
+		field int
+		vals  []string
+	}{{"c.tags", termTag, q.Tags}, {"c.access_roles", termRole, q.AccessRoles}, {"c.access_groups", termGroup, q.AccessGroups}, {"c.doc_types", termDocType, q.DocumentTypes}} {
 		if len(f.vals) > 0 {
+			onTerms = append(onTerms, termFilter{field: termFields[f.field], values: f.vals})
 			w.add(f.col + " && " + w.arg(f.vals) + "::text[]")
 		}
 	}
 	if !q.Expiry.IsZero() {
-		var conds []string
-		if q.Expiry.From != "" {
-			conds = append(conds, "e.expiry >= "+w.arg(q.Expiry.From))
-		}
-		if q.Expiry.To != "" {
-			conds = append(conds, "e.expiry <= "+w.arg(q.Expiry.To))
-		}
-		w.add("c.seq IN (SELECT e.seq FROM " + t.expiry + " e WHERE " + strings.Join(conds, " AND ") + ")")
+		inTerms(termFilter{field: termFields[termExpiry], from: q.Expiry.From, to: q.Expiry.To, toIncluded: true})
 	}
 	if q.AgeMin != nil || q.AgeMax != nil {
 		after, onOrBefore := q.BirthBounds()
@@ -540,7 +653,10 @@ func customerFilter(q projections.ListQuery, t customerTables) (w where, company
 			w.add("c.birth_date <= " + w.arg(onOrBefore))
 		}
 	}
-	return w, len(w.conds) == before
+	if len(onTerms) == 1 && len(w.conds) == before+1 {
+		lone = &onTerms[0]
+	}
+	return w, len(w.conds) == before, lone
 }
 
 // orderBy is the list's order on alias a: the sort key, then seq, both in
@@ -574,7 +690,10 @@ func orderBy(q projections.ListQuery, a string) (key, order string) {
 // arguments.
 func listSQL(q projections.ListQuery, gen projections.Generation) (page string, pageArgs []any, count string, countArgs []any) {
 	t := tablesOf(gen)
-	w, companyOnly := customerFilter(q, t)
+	w, companyOnly, lone := customerFilter(q, t)
+	if lone != nil && q.Sort == projections.SortCreatedAt {
+		return loneTermsSQL(q, t, *lone)
+	}
 	countArgs = w.args
 	if companyOnly {
 		count, countArgs = companyCount(t.counts, q.ScopeCompany, q.Companies)
@@ -582,16 +701,62 @@ func listSQL(q projections.ListQuery, gen projections.Generation) (page string, 
 		count = "SELECT count(*) FROM " + t.customers + " c" + w.String()
 	}
 	key, inner := orderBy(q, "c.")
-	_, outer := orderBy(q, "p.")
 	cond := w.String()
 	limit, offset := w.arg(int64(q.PerPage)), w.arg(int64(q.Offset()))
-	// The page's keys first, then its documents: the sort or the index walk
-	// carries narrow rows only.
-	page = `SELECT p.seq, p.verification_status, p.state, p.aggregated_status, d.doc FROM (
-		SELECT c.seq, c.verification_status, c.state, c.aggregated_status, c.` + key + ` FROM ` + t.customers + ` c` + cond + `
-		ORDER BY ` + inner + ` LIMIT ` + limit + ` OFFSET ` + offset + `
-	) p JOIN ` + t.docs + ` d ON d.seq = p.seq ORDER BY ` + outer
-	return page, w.args, count, countArgs
+	// The page's keys first, then its rows and documents: the keys alone
+	// can come off an index (a filter's, followed by the sort key) without
+	// visiting the rows the offset skips.
+	return pageOf(t, "SELECT c.seq, c."+key+" FROM "+t.customers+" c"+cond+`
+		ORDER BY `+inner+" LIMIT "+limit+" OFFSET "+offset, q), w.args, count, countArgs
+}
+
+// pageOf completes the query of a page's keys (seq and the sort key, as p)
+// with the rows and documents, in the page's order.
+//
+// The customers table comes first in the text: PostgreSQL locks tables in
+// that order, and dropping a generation takes the customers table first
+// (customers.down.sql), so a reader never holds one of its tables while
+// waiting for another that the drop holds (a deadlock, seen with the terms
+// table first).
+func pageOf(t customerTables, keys string, q projections.ListQuery) string {
+	_, outer := orderBy(q, "p.")
+	return `SELECT p.seq, c.verification_status, c.state, c.aggregated_status, d.doc FROM ` + t.customers + ` c
+		JOIN (` + keys + `) p ON p.seq = c.seq JOIN ` + t.docs + ` d ON d.seq = c.seq ORDER BY ` + outer
+}
+
+// loneTermsSQL is listSQL for a query in the default order whose one filter
+// besides companies is on the terms table: the page and the total come off
+// the terms table's key, which holds the sort key and the company, and for
+// one exact value the total comes off the term counts.
+func loneTermsSQL(q projections.ListQuery, t customerTables, f termFilter) (page string, pageArgs []any, count string, countArgs []any) {
+	scope := func(w *where, x string) string {
+		var conds []string
+		if q.ScopeCompany != "" {
+			conds = append(conds, x+".company_id = "+w.arg(q.ScopeCompany))
+		}
+		if len(q.Companies) > 0 {
+			conds = append(conds, x+".company_id = ANY("+w.arg(q.Companies)+"::text[])")
+		}
+		return strings.Join(append([]string{""}, conds...), " AND ")
+	}
+	var pw, cw where
+	pageCond := f.on(&pw, "x") + scope(&pw, "x")
+	_, order := orderBy(q, "x.")
+	keys := "SELECT x.seq, x.created_at FROM " + t.terms + " x WHERE " + pageCond
+	if !f.oneRowEach() {
+		keys += " GROUP BY x.seq, x.created_at"
+	}
+	keys += " ORDER BY " + order + " LIMIT " + pw.arg(int64(q.PerPage)) + " OFFSET " + pw.arg(int64(q.Offset()))
+	switch {
+	case f.oneRowEach() && f.field.counted:
+		count = "SELECT coalesce(sum(k.n), 0)::bigint FROM " + t.termCounts + " k WHERE k.field = '" + f.field.code +
+			"' AND k.value = " + cw.arg(f.values[0]) + scope(&cw, "k")
+	case f.oneRowEach():
+		count = "SELECT count(*) FROM " + t.terms + " x WHERE " + f.on(&cw, "x") + scope(&cw, "x")
+	default:
+		count = "SELECT count(DISTINCT x.seq) FROM " + t.terms + " x WHERE " + f.on(&cw, "x") + scope(&cw, "x")
+	}
+	return pageOf(t, keys, q), pw.args, count, cw.args
 }
 
 // companyCount sums a count table over the companies a query allows.

@@ -112,7 +112,32 @@ func TestListQueryPlans(t *testing.T) {
 	if err := s.Activate(ctx, projections.CustomersProjection, gen); err != nil {
 		t.Fatal(err)
 	}
+	// Activate's VACUUM marks the pages visible unless a snapshot older
+	// than the last put is open in the database (here autovacuum's ANALYZE
+	// of the tables being filled); autovacuum marks them later. The plans
+	// are those of a database where that has happened.
+	for _, table := range []string{"read_customers_g%d", "read_terms_g%d"} {
+		table = fmt.Sprintf(table, gen)
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			var pages, visible int
+			if _, err := s.pool.Exec(ctx, "VACUUM "+table); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.pool.QueryRow(ctx, "SELECT relpages, relallvisible FROM pg_class WHERE relname = $1", table).Scan(&pages, &visible); err != nil {
+				t.Fatal(err)
+			}
+			if visible == pages {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d of %d pages visible after 10 s of VACUUM", table, visible, pages)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	ix := func(name string) string { return fmt.Sprintf("read_customers_g%d_%s", gen, name) }
+	terms := fmt.Sprintf("read_terms_g%d_pkey", gen)
+	termCounts := fmt.Sprintf("read_term_counts_g%d", gen)
 	age := 30
 	now := time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)
 	created := rows[0].Customer.CreatedAt
@@ -127,8 +152,10 @@ func TestListQueryPlans(t *testing.T) {
 			ix("company_name"), fmt.Sprintf("read_customer_counts_g%d_pkey", gen)},
 		{"company by last update", projections.ListQuery{ScopeCompany: "co-03", Sort: projections.SortLastStatusUpdate, Desc: true},
 			ix("company_updated"), fmt.Sprintf("read_customer_counts_g%d_pkey", gen)},
-		{"search", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4]}, fmt.Sprintf("read_search_g%d_pkey", gen), fmt.Sprintf("read_search_g%d_pkey", gen)},
-		{"search email", projections.ListQuery{Q: rows[9].Customer.Emails[0][:6]}, fmt.Sprintf("read_search_g%d_pkey", gen), fmt.Sprintf("read_search_g%d_pkey", gen)},
+		{"search", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4]}, terms, terms},
+		{"search email", projections.ListQuery{Q: rows[9].Customer.Emails[0][:6]}, terms, terms},
+		{"search in a company", projections.ListQuery{ScopeCompany: "co-02", Q: rows[7].Customer.Name.Last[:3]}, terms, terms},
+		{"search by name", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4], Sort: projections.SortName}, terms, terms},
 		{"status", projections.ListQuery{Statuses: []string{"status-3"}}, "", ix("status")},
 		{"nationality", projections.ListQuery{Nationalities: []string{"N7", "N8"}}, "", ix("nationality")},
 		{"risk", projections.ListQuery{Risks: []string{"risk-1"}}, "", ix("risk")},
@@ -141,12 +168,15 @@ func TestListQueryPlans(t *testing.T) {
 		{"level", projections.ListQuery{VerificationLevels: []int{5}}, "", ix("level")},
 		{"created", projections.ListQuery{Created: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, ix("created"), ix("created")},
 		{"updated", projections.ListQuery{Updated: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, "", ix("updated")},
-		{"tags", projections.ListQuery{Tags: []string{"tag-5"}}, "", ix("tags")},
-		{"roles", projections.ListQuery{AccessRoles: []string{"role-5"}}, "", ix("roles")},
-		{"groups", projections.ListQuery{AccessGroups: []string{"group-5"}}, "", ix("groups")},
-		{"document types", projections.ListQuery{DocumentTypes: []string{"doc-5"}}, "", ix("doc_types")},
-		{"expiry", projections.ListQuery{Expiry: projections.DateRange{From: "2024-03-01", To: "2024-03-10"}},
-			fmt.Sprintf("read_expiry_g%d_pkey", gen), fmt.Sprintf("read_expiry_g%d_pkey", gen)},
+		{"tags", projections.ListQuery{Tags: []string{"tag-5"}}, terms, termCounts},
+		{"roles", projections.ListQuery{AccessRoles: []string{"role-5"}}, terms, termCounts},
+		{"groups", projections.ListQuery{AccessGroups: []string{"group-5"}}, terms, termCounts},
+		{"document types", projections.ListQuery{DocumentTypes: []string{"doc-5"}}, terms, termCounts},
+		{"document types in a company", projections.ListQuery{ScopeCompany: "co-04", DocumentTypes: []string{"doc-5"}}, terms, termCounts},
+		{"two tags", projections.ListQuery{Tags: []string{"tag-5", "tag-6"}}, terms, terms},
+		{"tags by name", projections.ListQuery{Tags: []string{"tag-5"}, Sort: projections.SortName}, "", ix("tags")},
+		{"tags and status", projections.ListQuery{Tags: []string{"tag-5"}, Statuses: []string{"status-3"}}, "", ix("tags")},
+		{"expiry", projections.ListQuery{Expiry: projections.DateRange{From: "2024-03-01", To: "2024-03-10"}}, terms, terms},
 		{"age", projections.ListQuery{AgeMin: &age, AgeMax: &age}, "", ix("birth")},
 		{"company and status", projections.ListQuery{ScopeCompany: "co-01", Statuses: []string{"status-2"}}, "", ix("status")},
 	} {
@@ -159,6 +189,11 @@ func TestListQueryPlans(t *testing.T) {
 		t.Logf("%s\n-- page:\n%s\n-- count:\n%s", tc.name, pagePlan, countPlan)
 		if tc.page != "" && !strings.Contains(pagePlan, tc.page+" ") {
 			t.Errorf("%s: the page does not use %s", tc.name, tc.page)
+		}
+		// The keys of a page come off these indexes alone: a deep page skips
+		// index entries, not rows.
+		if tc.page == terms && !strings.Contains(pagePlan, "Index Only Scan") {
+			t.Errorf("%s: the page's keys are not read off %s alone", tc.name, tc.page)
 		}
 		if !strings.Contains(countPlan, tc.count+" ") && !strings.HasSuffix(countPlan, tc.count) {
 			t.Errorf("%s: the count does not use %s", tc.name, tc.count)

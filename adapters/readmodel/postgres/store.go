@@ -36,13 +36,17 @@
 //
 // Indexes. Single-valued filters are btree indexes on columns of
 // read_customers_gN; the sorts are (key, seq) and (company_id, key, seq)
-// btrees; tags, access roles and groups and document types are arrays under
-// GIN indexes (any-of is array overlap). Free-text search has a table of
-// search terms whose primary key (term, seq) in the "C" collation turns each
-// prefix into a range scan; document expiry dates have one too. Totals come
-// from a per-company count table when only companies are filtered, and from
-// count(*) over the same indexes otherwise, sent with the page in one round
-// trip.
+// btrees; a page query reads the keys of its rows first (seq and the sort
+// key), so an offset over a sort index skips index entries, not rows. Tags, access roles and groups and document types are arrays
+// under GIN indexes (any-of is array overlap) for combinations. Every
+// multi-valued field (those four, search terms, document expiry dates) also
+// has rows in a terms table keyed (field, value, created_at, seq) with the
+// company, in the "C" collation: a search prefix is a range scan, and a list
+// filtered by one such field alone pages and counts off that key without
+// visiting the customers. Totals come from a per-company count table when
+// only companies are filtered, from per-value term counts for one value of
+// a multi-valued field, and from count(*) over the same indexes otherwise,
+// sent with the page in one round trip.
 package postgres
 
 import (
@@ -253,13 +257,14 @@ func (s *Store) usable() error {
 }
 
 // analyzed are the tables whose statistics the planner needs once a
-// generation serves reads.
+// generation serves reads, and whose visibility map lets its lists count
+// and skip rows on their indexes alone (index-only scans).
 func analyzed(name string, gen projections.Generation) []string {
 	n := strconv.FormatInt(int64(gen), 10)
 	if name == projections.AuditProjection {
 		return []string{"read_audit_g" + n}
 	}
-	return []string{"read_customers_g" + n, "read_search_g" + n, "read_expiry_g" + n}
+	return []string{"read_customers_g" + n, "read_terms_g" + n}
 }
 
 func checkName(name string) error {
@@ -498,7 +503,10 @@ func (s *Store) Activate(ctx context.Context, name string, gen projections.Gener
 		}
 	}
 	for _, t := range analyzed(name, gen) {
-		if _, err := s.pool.Exec(ctx, "ANALYZE "+t); err != nil {
+		// Without the VACUUM, index-only scans visit every row of a freshly
+		// built table until autovacuum comes by: measured at 1,000,000
+		// customers, a total of 186,904 took 855 ms before and 15 ms after.
+		if _, err := s.pool.Exec(ctx, "VACUUM (ANALYZE) "+t); err != nil {
 			return fmt.Errorf("postgres read model: activate %s generation %d: %w", name, gen, err)
 		}
 	}

@@ -41,32 +41,46 @@ CREATE TABLE read_customers_g{gen} (
 );
 
 -- The customer as JSON (domain.Customer, kept byte for byte), and its rows
--- of the search and expiry tables as JSON ({"q": [...], "e": [...]}), so a
--- replace rewrites only the terms that changed. Kept out of the customers
--- table so that its rows stay narrow: counts and filters visit many of them.
--- Only seq is indexed, so replacing a document is a HOT update when the page
--- has room.
+-- of the terms table for search and expiry as JSON ({"q": [...], "e":
+-- [...]}), so a replace rewrites only the terms that changed (the other
+-- fields' terms are the arrays of the customers row). Kept out of the
+-- customers table so that its rows stay narrow: counts and filters visit
+-- many of them. Only seq is indexed, so replacing a document is a HOT update
+-- when the page has room.
 CREATE TABLE read_customer_docs_g{gen} (
     seq   bigint PRIMARY KEY,
     terms jsonb  NOT NULL,
     doc   bytea  NOT NULL
 ) WITH (fillfactor = 85);
 
--- Free-text search: one row per search term (projections.SearchTerms) of a
--- customer. A query word w matches the terms in [w, w with its last
--- character incremented), a range scan of the primary key.
-CREATE TABLE read_search_g{gen} (
-    term text   COLLATE "C" NOT NULL,
-    seq  bigint NOT NULL,
-    PRIMARY KEY (term, seq)
+-- One row per value of a customer's multi-valued fields: field 'q' a search
+-- term (projections.SearchTerms), 'e' a document expiry date, 't' a tag,
+-- 'r' an access role, 'g' an access group, 'd' a document type. The row
+-- carries the customer's created date and company, which a customer keeps
+-- for life, so that a lone filter of that kind pages in the default order
+-- and checks a company scope on the index alone, without visiting the
+-- customers: for one value the key is already in page order, and a range
+-- (a search prefix, [w, w with its last character incremented), or an
+-- expiry range) sorts narrow index entries only.
+CREATE TABLE read_terms_g{gen} (
+    field      "char" NOT NULL,
+    value      text   COLLATE "C" NOT NULL,
+    created_at bigint NOT NULL,
+    seq        bigint NOT NULL,
+    company_id text   NOT NULL,
+    PRIMARY KEY (field, value, created_at, seq) INCLUDE (company_id)
 );
 
--- Document expiry dates, for the expiry range filter: one row per distinct
--- non-empty date of a customer's documents.
-CREATE TABLE read_expiry_g{gen} (
-    expiry text   COLLATE "C" NOT NULL,
-    seq    bigint NOT NULL,
-    PRIMARY KEY (expiry, seq)
+-- Customers per value of the fields counted on the terms table that hold
+-- exact values (tags, access roles and groups, document types), per
+-- company, so that a list filtered by one such value has its total without
+-- counting its matches.
+CREATE TABLE read_term_counts_g{gen} (
+    field      "char" NOT NULL,
+    value      text   COLLATE "C" NOT NULL,
+    company_id text   NOT NULL,
+    n          bigint NOT NULL,
+    PRIMARY KEY (field, value, company_id)
 );
 
 -- Customers per company, so a list filtered by company alone (or not at
@@ -85,7 +99,10 @@ CREATE INDEX read_customers_g{gen}_updated ON read_customers_g{gen} (last_status
 CREATE INDEX read_customers_g{gen}_company_updated ON read_customers_g{gen} (company_id, last_status_update NULLS FIRST, seq);
 CREATE INDEX read_customers_g{gen}_name ON read_customers_g{gen} (name_sort, seq);
 CREATE INDEX read_customers_g{gen}_company_name ON read_customers_g{gen} (company_id, name_sort, seq);
--- Filters on one value per customer; bitmap scans combine them.
+-- Filters on one value per customer; bitmap scans combine them. (Followed
+-- by the sort key, a lone filter would page off its index alone, but such
+-- an index loses btree deduplication: at 1,000,000 customers counting
+-- 186,904 matches went from 15 to 63 ms and combinations got slower.)
 CREATE INDEX read_customers_g{gen}_status ON read_customers_g{gen} (status);
 CREATE INDEX read_customers_g{gen}_nationality ON read_customers_g{gen} (nationality);
 CREATE INDEX read_customers_g{gen}_risk ON read_customers_g{gen} (risk);
