@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"testing"
@@ -34,15 +36,7 @@ const targetPostgresProjectionVisible = 50 * time.Millisecond
 // It shares KYC_BENCH_CUSTOMERS and KYC_BENCH_DATA with BenchmarkReadModels.
 func BenchmarkPostgresReadModels(b *testing.B) {
 	ds := openBenchDataset(b)
-	srv, err := pgtest.Start(pgtest.Options{Durable: true})
-	if err != nil {
-		pgtest.Unavailable(b, err)
-	}
-	b.Cleanup(func() {
-		if err := srv.Stop(); err != nil {
-			b.Error(err)
-		}
-	})
+	srv := durablePostgres(b)
 	ctx := context.Background()
 	cp := copyBaseline(b, ctx, srv)
 	base := []baselineFigure{
@@ -67,8 +61,15 @@ func BenchmarkPostgresReadModels(b *testing.B) {
 	}
 	lists := listLatencies(b, ctx, rm, ds.say)
 
-	// (d) needs customers in a PostgreSQL event store: a second database
-	// gets a few thousand through the service, followed live.
+	lag := postgresLiveLag(b, ctx, srv, ds)
+
+	report(b, ds.n, ds.m, base, rebuilds, lists, lag, targetPostgresProjectionVisible)
+}
+
+// postgresLiveLag measures (d): a new database gets a few thousand customers
+// through the service, with both projections following the log live in it,
+// then 64 writers run commands, unheld and held.
+func postgresLiveLag(b *testing.B, ctx context.Context, srv *pgtest.Server, ds *benchDataset) []lagFigure {
 	url, err := srv.CreateDatabase(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -109,7 +110,39 @@ func BenchmarkPostgresReadModels(b *testing.B) {
 	if err := demo.Seed(ctx, svc, 2000, 16, 7, nil); err != nil {
 		b.Fatal(err)
 	}
-	lag := lagBothWays(b, ctx, events, live, liveEng, obs, ds)
+	return lagBothWays(b, ctx, events, live, liveEng, obs, ds)
 
-	report(b, ds.n, ds.m, base, rebuilds, lists, lag, targetPostgresProjectionVisible)
+}
+
+// BenchmarkPostgresProjectionLag is (d) of BenchmarkPostgresReadModels
+// alone: it needs no generated log, so it runs in about half a minute, for
+// work on the live path.
+func BenchmarkPostgresProjectionLag(b *testing.B) {
+	srv := durablePostgres(b)
+	codec, ls := benchDomain(b)
+	say := func(format string, args ...any) { fmt.Printf("lag: "+format+"\n", args...) }
+	lags := postgresLiveLag(b, context.Background(), srv, &benchDataset{codec: codec, ls: ls, say: say})
+	var out strings.Builder
+	p99 := reportLag(&out, lags, targetPostgresProjectionVisible)
+	fmt.Print(out.String() + "\n")
+	b.Logf("(d) lag p99, %s: customers %s, audit %s (target %s)", lags[len(lags)-1].label,
+		ms(p99[projections.CustomersProjection]), ms(p99[projections.AuditProjection]), targetPostgresProjectionVisible)
+	for name, d := range p99 {
+		b.ReportMetric(float64(d.Microseconds())/1000, "lag-"+name+"-p99-ms")
+	}
+}
+
+// durablePostgres starts a server with fsync and synchronous commit on for
+// the benchmark and stops it at its end.
+func durablePostgres(b *testing.B) *pgtest.Server {
+	srv, err := pgtest.Start(pgtest.Options{Durable: true})
+	if err != nil {
+		pgtest.Unavailable(b, err)
+	}
+	b.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			b.Error(err)
+		}
+	})
+	return srv
 }

@@ -107,11 +107,7 @@ func openBenchDataset(b *testing.B) *benchDataset {
 	ctx := context.Background()
 	say := func(format string, args ...any) { fmt.Printf("readmodels: "+format+"\n", args...) }
 
-	codec := domain.NewCodec()
-	ls, err := domain.LoadLifecycles(schemas.Lifecycles(), "kyc-review")
-	if err != nil {
-		b.Fatal(err)
-	}
+	codec, ls := benchDomain(b)
 	review, _ := ls.Latest("kyc-review")
 	banking, _ := ls.Latest("banking")
 	gen := &generator{n: n, codec: codec, review: review, banking: banking, start: time.Now().Add(-genSpan - 24*time.Hour)}
@@ -127,6 +123,16 @@ func openBenchDataset(b *testing.B) *benchDataset {
 		say("generated %d customers, %d events in %s", m.Customers, m.Events, m.Took)
 	}
 	return &benchDataset{n: n, store: store, m: m, scratch: scratch, codec: codec, ls: ls, say: say}
+}
+
+// benchDomain returns the codec and the lifecycles every benchmark decides
+// and folds with.
+func benchDomain(tb testing.TB) (*domain.Codec, *domain.Lifecycles) {
+	ls, err := domain.LoadLifecycles(schemas.Lifecycles(), "kyc-review")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return domain.NewCodec(), ls
 }
 
 // rebuildEngine starts an engine of both projections from events into rm,
@@ -617,13 +623,21 @@ func listLatencies(b *testing.B, ctx context.Context, rm projections.Store, say 
 
 // lagObserver records, while on, for every event a live generation applied,
 // the time from its RecordedAt to the end of the commit that applied it.
+// It also keeps each batch's size and the time its apply took, which tell a
+// projection that is slow per event from one that waits.
 type lagObserver struct {
-	on    atomic.Bool
-	mu    sync.Mutex
-	delay map[string][]time.Duration
+	on      atomic.Bool
+	mu      sync.Mutex
+	delay   map[string][]time.Duration
+	batches map[string][]batchApplied
 }
 
-func (o *lagObserver) Applied(projection string, batch []domain.RecordedEvent, _ time.Duration, rebuilding bool) {
+type batchApplied struct {
+	events int
+	took   time.Duration
+}
+
+func (o *lagObserver) Applied(projection string, batch []domain.RecordedEvent, took time.Duration, rebuilding bool) {
 	if rebuilding || !o.on.Load() {
 		return
 	}
@@ -631,11 +645,12 @@ func (o *lagObserver) Applied(projection string, batch []domain.RecordedEvent, _
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.delay == nil {
-		o.delay = map[string][]time.Duration{}
+		o.delay, o.batches = map[string][]time.Duration{}, map[string][]batchApplied{}
 	}
 	for _, e := range batch {
 		o.delay[projection] = append(o.delay[projection], now.Sub(e.RecordedAt))
 	}
+	o.batches[projection] = append(o.batches[projection], batchApplied{events: len(batch), took: took})
 }
 
 func (o *lagObserver) Lag(string, int64, float64) {}
@@ -649,6 +664,7 @@ type lagFigure struct {
 	events   int64
 	elapsed  time.Duration
 	byProj   map[string][]time.Duration
+	batches  map[string][]batchApplied
 	// caughtUp is false when a projection was still behind a minute after
 	// the writers stopped: its delays then miss the events not applied.
 	caughtUp bool
@@ -752,7 +768,7 @@ func projectionLag(b *testing.B, ctx context.Context, store appendStore, rm proj
 		}
 	}
 	obs.mu.Lock()
-	obs.delay = nil
+	obs.delay, obs.batches = nil, nil
 	obs.mu.Unlock()
 	obs.on.Store(true)
 	var (
@@ -799,9 +815,13 @@ func projectionLag(b *testing.B, ctx context.Context, store appendStore, rm proj
 	obs.on.Store(false)
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
-	f := lagFigure{label: label, writers: writers, commands: nCommands.Load(), events: nEvts.Load(), elapsed: elapsed, byProj: map[string][]time.Duration{}, caughtUp: caughtUp}
+	f := lagFigure{label: label, writers: writers, commands: nCommands.Load(), events: nEvts.Load(), elapsed: elapsed,
+		byProj: map[string][]time.Duration{}, batches: map[string][]batchApplied{}, caughtUp: caughtUp}
 	for k, v := range obs.delay {
 		f.byProj[k] = slices.Clone(v)
+	}
+	for k, v := range obs.batches {
+		f.batches[k] = slices.Clone(v)
 	}
 	say("lag, %s: %d writers appended %d events (%d commands) in %s", label, writers, f.events, f.commands, elapsed.Round(time.Millisecond))
 	return f
@@ -847,29 +867,7 @@ func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []reb
 	w.Flush()
 	fmt.Fprintf(&out, "%d of %d list queries over target\n", over, len(lists))
 
-	lagP99 := map[string]time.Duration{}
-	for i, lag := range lags {
-		fmt.Fprintf(&out, "\n(d) projection lag, %s, %d writers through the service for %s: %d events (%.0f events/s); target p99 <= %s\n\n",
-			lag.label, lag.writers, lag.elapsed.Round(time.Second), lag.events, float64(lag.events)/lag.elapsed.Seconds(), targetLag)
-		w = tabwriter.NewWriter(&out, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(w, "projection\tevents\tp50\tp99\tmax\t\t")
-		for _, name := range []string{projections.CustomersProjection, projections.AuditProjection} {
-			ds := lag.byProj[name]
-			p50, p99 := percentile(ds, .5), percentile(ds, .99)
-			if i == len(lags)-1 {
-				lagP99[name] = p99
-			}
-			verdict := "met"
-			if p99 > targetLag {
-				verdict = "MISSED"
-			}
-			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t\n", name, len(ds), ms(p50), ms(p99), ms(percentile(ds, 1)), verdict)
-		}
-		w.Flush()
-		if !lag.caughtUp {
-			fmt.Fprintln(&out, "a projection had not caught up a minute after the writers stopped: its figures miss the events it had not applied")
-		}
-	}
+	lagP99 := reportLag(&out, lags, targetLag)
 	// The tables go to stdout: testing keeps only the first lines of a
 	// benchmark's log, so b.Log gets the headline figures alone.
 	fmt.Print(out.String() + "\n")
@@ -891,6 +889,43 @@ func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []reb
 	for name, d := range lagP99 {
 		b.ReportMetric(float64(d.Microseconds())/1000, "lag-"+name+"-p99-ms")
 	}
+}
+
+// reportLag writes the (d) tables and returns each projection's p99 in the
+// last run. Batch sizes and apply times come with the delays: a delay far
+// above the apply time is time spent waiting for the CPU or for the batch.
+func reportLag(out *strings.Builder, lags []lagFigure, targetLag time.Duration) map[string]time.Duration {
+	lagP99 := map[string]time.Duration{}
+	for i, lag := range lags {
+		fmt.Fprintf(out, "\n(d) projection lag, %s, %d writers through the service for %s: %d events (%.0f events/s); target p99 <= %s\n\n",
+			lag.label, lag.writers, lag.elapsed.Round(time.Second), lag.events, float64(lag.events)/lag.elapsed.Seconds(), targetLag)
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(w, "projection\tevents\tp50\tp99\tmax\t\tbatches\tevents/batch p50\tapply p50\tapply p99\t")
+		for _, name := range []string{projections.CustomersProjection, projections.AuditProjection} {
+			ds := lag.byProj[name]
+			p50, p99 := percentile(ds, .5), percentile(ds, .99)
+			if i == len(lags)-1 {
+				lagP99[name] = p99
+			}
+			verdict := "met"
+			if p99 > targetLag {
+				verdict = "MISSED"
+			}
+			bs := lag.batches[name]
+			sizes, took := make([]time.Duration, len(bs)), make([]time.Duration, len(bs))
+			for j, b := range bs {
+				// percentile works on durations; a size is counted in nanoseconds.
+				sizes[j], took[j] = time.Duration(b.events), b.took
+			}
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", name, len(ds), ms(p50), ms(p99), ms(percentile(ds, 1)), verdict,
+				len(bs), int64(percentile(sizes, .5)), ms(percentile(took, .5)), ms(percentile(took, .99)))
+		}
+		w.Flush()
+		if !lag.caughtUp {
+			fmt.Fprintln(out, "a projection had not caught up a minute after the writers stopped: its figures miss the events it had not applied")
+		}
+	}
+	return lagP99
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
