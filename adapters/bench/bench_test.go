@@ -5,6 +5,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -42,9 +43,10 @@ type figure struct {
 
 func (f figure) rate() float64 { return float64(f.events) / f.elapsed.Seconds() }
 
-func percentile(ls []time.Duration, p float64) time.Duration {
+func percentile[T cmp.Ordered](ls []T, p float64) T {
 	if len(ls) == 0 {
-		return 0
+		var zero T
+		return zero
 	}
 	slices.Sort(ls)
 	return ls[min(len(ls)-1, int(float64(len(ls))*p))]

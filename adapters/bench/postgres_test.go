@@ -37,15 +37,7 @@ const (
 //	    the log, and how long each event takes from the start of its Append
 //	    to that subscription.
 func BenchmarkPostgresEvents(b *testing.B) {
-	srv, err := pgtest.Start(pgtest.Options{Durable: true})
-	if err != nil {
-		pgtest.Unavailable(b, err)
-	}
-	defer func() {
-		if err := srv.Stop(); err != nil {
-			b.Error(err)
-		}
-	}()
+	srv := durablePostgres(b)
 	ctx := context.Background()
 	base := copyBaseline(b, ctx, srv)
 	one, _ := postgresAppends(b, ctx, srv, 1, false)

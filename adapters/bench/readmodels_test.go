@@ -912,13 +912,12 @@ func reportLag(out *strings.Builder, lags []lagFigure, targetLag time.Duration) 
 				verdict = "MISSED"
 			}
 			bs := lag.batches[name]
-			sizes, took := make([]time.Duration, len(bs)), make([]time.Duration, len(bs))
+			sizes, took := make([]int, len(bs)), make([]time.Duration, len(bs))
 			for j, b := range bs {
-				// percentile works on durations; a size is counted in nanoseconds.
-				sizes[j], took[j] = time.Duration(b.events), b.took
+				sizes[j], took[j] = b.events, b.took
 			}
 			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", name, len(ds), ms(p50), ms(p99), ms(percentile(ds, 1)), verdict,
-				len(bs), int64(percentile(sizes, .5)), ms(percentile(took, .5)), ms(percentile(took, .99)))
+				len(bs), percentile(sizes, .5), ms(percentile(took, .5)), ms(percentile(took, .99)))
 		}
 		w.Flush()
 		if !lag.caughtUp {
