@@ -538,12 +538,12 @@ func (s *Store) runBatch(batch []*appendReq) error {
 		a.corrIDs, a.causeIDs, a.idemKeys, a.data, a.personal, a.prevHashes, a.hashes, recordedAt}
 
 	var (
-		q  querier = s.pool
+		q  querier = s.appendPool
 		tx pgx.Tx
 	)
 	if s.cfg.beforeCommit != nil {
 		var err error
-		if tx, err = s.pool.Begin(ctx); err != nil {
+		if tx, err = s.appendPool.Begin(ctx); err != nil {
 			return err
 		}
 		defer func() { _ = tx.Rollback(ctx) }()

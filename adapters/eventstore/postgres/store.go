@@ -171,10 +171,12 @@ func buildConfig(opts []Option) config {
 
 // Store is the PostgreSQL event store. It implements domain.EventStore.
 type Store struct {
-	cfg    config
-	pool   *pgxpool.Pool
-	listen *pgx.ConnConfig // for the LISTEN connection, which is not pooled
-	log    *slog.Logger
+	cfg  config
+	pool *pgxpool.Pool
+	// appendPool holds the committers' connections.
+	appendPool *pgxpool.Pool
+	listen     *pgx.ConnConfig // for the LISTEN connection, which is not pooled
+	log        *slog.Logger
 
 	heads    headCache
 	notifier catchup.Notifier
@@ -198,7 +200,8 @@ var _ domain.EventStore = (*Store)(nil)
 
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string, as pgx reads them; pool_max_conns and the other pgxpool
-// settings apply), brings its schema up to date and returns the store. Several
+// settings apply to the pool of reads and subscriptions, and the committers
+// have one connection each besides), brings its schema up to date and returns the store. Several
 // processes may open the same database at once: migrations run under an
 // advisory lock. A server that cannot be reached is domain.ErrStoreUnavailable.
 func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error) {
@@ -211,9 +214,8 @@ func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error)
 	}
 	cfg := buildConfig(opts)
 	if !strings.Contains(url, "pool_max_conns") {
-		// Committers hold a connection per batch in flight; readers and
-		// subscriptions need their own.
-		pcfg.MaxConns = max(pcfg.MaxConns, int32(cfg.committers+6))
+		// Readers and subscriptions (the committers have a pool of their own).
+		pcfg.MaxConns = max(pcfg.MaxConns, 6)
 	}
 	if err := migrate(ctx, pcfg.ConnConfig.Copy()); err != nil {
 		return nil, err
@@ -243,7 +245,17 @@ func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error)
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", classify(ctx, err))
 	}
-	s := &Store{cfg: cfg, pool: pool, listen: listen, log: cfg.logger}
+	// Each committer has a connection of its own: in a pool shared with the
+	// callers' stream reads, a batch that many callers wait on would queue
+	// behind those reads for a connection.
+	acfg := pcfg.Copy()
+	acfg.MaxConns, acfg.MinConns = int32(cfg.committers), 0
+	appendPool, err := pgxpool.NewWithConfig(ctx, acfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: open: %w", classify(ctx, err))
+	}
+	s := &Store{cfg: cfg, pool: pool, appendPool: appendPool, listen: listen, log: cfg.logger}
 	s.closing, s.stopClosing = context.WithCancel(context.Background())
 	s.recheck.wake = s.notifier.Broadcast
 	s.recheck.max = min(cfg.pollInterval, maxRecheckDelay)
@@ -289,6 +301,7 @@ func (s *Store) Close() error {
 		s.stopClosing()
 		s.background.Wait()
 		s.recheck.stop()
+		s.appendPool.Close()
 		s.pool.Close()
 	})
 	return nil

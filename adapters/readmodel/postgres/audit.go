@@ -63,11 +63,10 @@ func (s *Store) AppendAudit(ctx context.Context, gen projections.Generation, che
 	}
 
 	t := auditTablesOf(gen)
-	err := s.write(ctx, projections.AuditProjection, gen, checkpoint, func(tx pgx.Tx) error {
+	err := s.write(ctx, projections.AuditProjection, gen, checkpoint, func(b *pgx.Batch) {
 		if n == 0 {
-			return nil
+			return
 		}
-		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO `+t.audit+` (position_commit, position_prepare, event_id, customer_id, company_id, type,
 				actor_id, occurred_at, doc)
 			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -79,7 +78,6 @@ func (s *Store) AppendAudit(ctx context.Context, gen projections.Generation, che
 		}
 		b.Queue(`INSERT INTO `+t.counts+` AS k (company_id, n) SELECT * FROM unnest($1::text[], $2::bigint[])
 			ON CONFLICT (company_id) DO UPDATE SET n = k.n + excluded.n`, countCompanies, countDeltas)
-		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		if isUndefinedTable(err) {

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -183,6 +185,56 @@ type stored struct {
 	terms     terms
 }
 
+// storedCacheSize bounds the rows a storedCache holds (twice this many at
+// most): the customers written recently, which a live projection writes
+// again soon.
+const storedCacheSize = 8192
+
+// storedCache is a two-map approximation of LRU: entries go into hot; when
+// hot is full it becomes cold and a new hot starts; a hit in cold moves back
+// to hot. A nil cache holds nothing.
+type storedCache struct {
+	mu        sync.Mutex
+	hot, cold map[string]stored
+}
+
+func newStoredCache() *storedCache {
+	return &storedCache{hot: map[string]stored{}}
+}
+
+func (c *storedCache) get(id string) (stored, bool) {
+	if c == nil {
+		return stored{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.hot[id]; ok {
+		return st, true
+	}
+	st, ok := c.cold[id]
+	if ok {
+		delete(c.cold, id)
+		c.putLocked(id, st)
+	}
+	return st, ok
+}
+
+func (c *storedCache) put(id string, st stored) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.putLocked(id, st)
+	c.mu.Unlock()
+}
+
+func (c *storedCache) putLocked(id string, st stored) {
+	if len(c.hot) >= storedCacheSize {
+		c.cold, c.hot = c.hot, make(map[string]stored, storedCacheSize)
+	}
+	c.hot[id] = st
+}
+
 // termChanges are the rows to remove from and add to the terms table:
 // removals by key, additions by customer id, since a new customer's seq is
 // only known once inserted.
@@ -246,13 +298,30 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 
 	t := tablesOf(gen)
 	seqOf := make(map[string]int64, len(unique))
-	err := s.write(ctx, projections.CustomersProjection, gen, checkpoint, func(tx pgx.Tx) error {
-		if len(unique) == 0 {
-			return nil
+	// The terms to remove come from what the rows hold now: known from this
+	// Store's earlier writes when it can be, read otherwise. Both may be
+	// stale only if another writer wrote in between, and then the write's
+	// compare-and-set refuses the whole batch.
+	recent := s.recentRows(projections.CustomersProjection, gen)
+	old := make(map[string]stored, len(unique))
+	var missing []string
+	for _, id := range ids {
+		if st, ok := recent.get(id); ok {
+			old[id] = st
+		} else {
+			missing = append(missing, id)
 		}
-		old, err := loadStored(ctx, tx, t, ids)
+	}
+	if len(missing) > 0 {
+		loaded, err := s.loadStored(ctx, t, missing)
 		if err != nil {
-			return err
+			return putFailed(gen, err)
+		}
+		maps.Copy(old, loaded)
+	}
+	err := s.write(ctx, projections.CustomersProjection, gen, checkpoint, func(b *pgx.Batch) {
+		if len(unique) == 0 {
+			return
 		}
 		var tc termChanges
 		counts := map[string]int64{}
@@ -304,7 +373,6 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			}
 		}
 
-		b := &pgx.Batch{}
 		b.Queue(upsertSQL(t), recJSON).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
@@ -348,18 +416,24 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			b.Queue(`INSERT INTO `+t.counts+` AS k (company_id, n) SELECT * FROM unnest($1::text[], $2::bigint[])
 				ON CONFLICT (company_id) DO UPDATE SET n = k.n + excluded.n`, countCompanies, countDeltas)
 		}
-		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		if isUndefinedTable(err) {
-			err = errors.Join(noGeneration(projections.CustomersProjection, gen), err)
-		}
-		return fmt.Errorf("postgres read model: put customers in generation %d: %w", gen, err)
+		return putFailed(gen, err)
+	}
+	for i, id := range ids {
+		recent.put(id, stored{seq: seqOf[id], company: recs[i].CompanyID, createdAt: recs[i].CreatedAt, terms: newTerms[i]})
 	}
 	for i := range rows {
 		rows[i].Seq = seqOf[rows[i].Customer.ID]
 	}
 	return nil
+}
+
+func putFailed(gen projections.Generation, err error) error {
+	if isUndefinedTable(err) {
+		err = errors.Join(noGeneration(projections.CustomersProjection, gen), err)
+	}
+	return fmt.Errorf("postgres read model: put customers in generation %d: %w", gen, err)
 }
 
 // upsertSQL inserts new customers in input order, so their seqs follow it,
@@ -386,8 +460,8 @@ func upsertSQL(t customerTables) string {
 		RETURNING id, seq`
 }
 
-func loadStored(ctx context.Context, tx pgx.Tx, t customerTables, ids []string) (map[string]stored, error) {
-	rows, err := tx.Query(ctx, `SELECT c.id, c.seq, c.company_id, c.created_at, c.tags, c.access_roles, c.access_groups, c.doc_types, d.terms
+func (s *Store) loadStored(ctx context.Context, t customerTables, ids []string) (map[string]stored, error) {
+	rows, err := s.pool.Query(ctx, `SELECT c.id, c.seq, c.company_id, c.created_at, c.tags, c.access_roles, c.access_groups, c.doc_types, d.terms
 		FROM `+t.customers+` c JOIN `+t.docs+` d ON d.seq = c.seq WHERE c.id = ANY($1)`, ids)
 	if err != nil {
 		return nil, err

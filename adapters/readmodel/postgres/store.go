@@ -30,7 +30,7 @@
 // Store remembers, per generation, the checkpoint and the count of writes it
 // last read (Checkpoint) or wrote; PutCustomers and AppendAudit start with a
 // compare-and-set of that pair on the generation's row, in the transaction
-// that writes the rows. When another writer moved it, the write fails with
+// (one pipeline) that writes the rows. When another writer moved it, the write fails with
 // ErrFenced and the engine resumes from the stored checkpoint. The row lock
 // the compare-and-set takes also serialises two writers that race.
 //
@@ -165,6 +165,11 @@ type genKey struct {
 type token struct {
 	checkpoint domain.Position
 	writes     int64
+	// recent is what this Store knows of the stored rows of customers it
+	// wrote or read since it took this token from the database: every write
+	// since then passed its compare-and-set, so no other writer changed
+	// them. A token read afresh starts with no cache.
+	recent *storedCache
 }
 
 // Open connects to the database at url (a postgres:// URL or a key=value
@@ -409,11 +414,20 @@ func (s *Store) forgetToken(name string, gen projections.Generation) {
 	s.mu.Unlock()
 }
 
-// write runs fn in a transaction that first moves the generation's
-// checkpoint to checkpoint, provided it is still where this Store last saw
-// it (fencing). The UPDATE's row lock holds off any other writer of the
-// generation until the transaction ends.
-func (s *Store) write(ctx context.Context, name string, gen projections.Generation, checkpoint domain.Position, fn func(tx pgx.Tx) error) error {
+// fencedCode is the SQLSTATE read_advance_checkpoint raises when the
+// generation is not where the writer last saw it (migration 00003).
+const fencedCode = "KYF01"
+
+// write sends, as one pipeline, the move of the generation's checkpoint to
+// checkpoint, provided it is still where this Store last saw it (fencing),
+// followed by the statements queue adds. A pipeline runs as one implicit
+// transaction that commits at its end, so the rows and the checkpoint
+// commit together in one round trip, and a refused move undoes the rest.
+// The move's row lock holds off any other writer of the generation until
+// the transaction ends. What the statements need of the stored rows is read
+// before, outside it: a write that commits between that read and the move
+// changes the count of writes, and the move is refused.
+func (s *Store) write(ctx context.Context, name string, gen projections.Generation, checkpoint domain.Position, queue func(b *pgx.Batch)) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -426,38 +440,51 @@ func (s *Store) write(ctx context.Context, name string, gen projections.Generati
 		tok.writes = -1
 	}
 	var writes int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE read_generations
-			SET checkpoint_commit = $3, checkpoint_prepare = $4, writes = writes + 1, updated_at = now()
-			WHERE name = $1 AND gen = $2 AND NOT retired
-				AND checkpoint_commit = $5 AND checkpoint_prepare = $6 AND writes = $7
-			RETURNING writes`,
-			name, int64(gen), int64(checkpoint.Commit), int64(checkpoint.Prepare),
-			int64(tok.checkpoint.Commit), int64(tok.checkpoint.Prepare), tok.writes).Scan(&writes)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return s.whyNotWritten(ctx, tx, name, gen, tok, known)
-		}
-		if err != nil {
-			return err
-		}
-		return fn(tx)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT read_advance_checkpoint($1, $2, $3, $4, $5, $6, $7)`,
+		name, int64(gen), int64(checkpoint.Commit), int64(checkpoint.Prepare),
+		int64(tok.checkpoint.Commit), int64(tok.checkpoint.Prepare), tok.writes).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&writes)
 	})
+	queue(b)
+	err := s.pool.SendBatch(ctx, b).Close()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == fencedCode {
+		err = s.whyNotWritten(ctx, name, gen, tok, known)
+	}
 	if err != nil {
 		if errors.Is(err, ErrFenced) || errors.Is(err, ErrNoGeneration) {
 			s.forgetToken(name, gen)
 		}
 		return err
 	}
-	s.setToken(name, gen, token{checkpoint: checkpoint, writes: writes})
+	s.setToken(name, gen, token{checkpoint: checkpoint, writes: writes, recent: tok.recent})
 	return nil
 }
 
-func (s *Store) whyNotWritten(ctx context.Context, tx pgx.Tx, name string, gen projections.Generation, tok token, known bool) error {
+// recentRows returns the cache of stored customer rows that goes with the
+// generation's token, making it on first use; nil without a token (the
+// write will be refused anyway).
+func (s *Store) recentRows(name string, gen projections.Generation) *storedCache {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tok, known := s.tokens[genKey{name, gen}]
+	if !known {
+		return nil
+	}
+	if tok.recent == nil {
+		tok.recent = newStoredCache()
+		s.tokens[genKey{name, gen}] = tok
+	}
+	return tok.recent
+}
+
+func (s *Store) whyNotWritten(ctx context.Context, name string, gen projections.Generation, tok token, known bool) error {
 	var (
 		retired                 bool
 		commit, prepare, writes int64
 	)
-	err := tx.QueryRow(ctx, `SELECT retired, checkpoint_commit, checkpoint_prepare, writes FROM read_generations
+	err := s.pool.QueryRow(ctx, `SELECT retired, checkpoint_commit, checkpoint_prepare, writes FROM read_generations
 		WHERE name = $1 AND gen = $2`, name, int64(gen)).Scan(&retired, &commit, &prepare, &writes)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows) || (err == nil && retired):
