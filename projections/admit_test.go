@@ -35,10 +35,13 @@ func (*valve) Name() string { return projections.AuditProjection }
 func (*valve) Version() int { return 1 }
 
 func (v *valve) Apply(ctx context.Context, _ projections.Generation, events []domain.RecordedEvent, _ domain.Position) error {
-	v.entered <- len(events)
+	// The valve as it is when the batch enters is the one that holds it: a
+	// test that releases and shuts it again in between must not catch the
+	// batch in the new one.
 	v.mu.Lock()
 	open := v.open
 	v.mu.Unlock()
+	v.entered <- len(events)
 	select {
 	case <-open:
 		return nil
@@ -105,6 +108,18 @@ func startValveEngine(t *testing.T, cfg projections.EngineConfig) (*projections.
 	return eng, ctx
 }
 
+// liveValve starts an engine on a valve projection and lets a first batch
+// bring its runner to the head of the log.
+func liveValve(t *testing.T, cfg projections.EngineConfig) (*projections.Engine, context.Context, *eventmemory.Store, *valve) {
+	t.Helper()
+	events, v := eventmemory.New(), newValve()
+	cfg.Events, cfg.Projections = events, []projections.Projection{v}
+	eng, ctx := startValveEngine(t, cfg)
+	appendNote(t, ctx, events)
+	<-v.entered
+	return eng, ctx, events, v
+}
+
 // admitWithin runs Admit and reports whether it returned within d, and
 // what it returned.
 func admitWithin(eng *projections.Engine, ctx context.Context, d time.Duration) (bool, error) {
@@ -119,15 +134,8 @@ func admitWithin(eng *projections.Engine, ctx context.Context, d time.Duration) 
 }
 
 func TestAdmitHoldsWritersWhileALiveProjectionIsBehind(t *testing.T) {
-	events := eventmemory.New()
-	v := newValve()
 	obs := &heldObserver{}
-	eng, ctx := startValveEngine(t, projections.EngineConfig{Events: events, Projections: []projections.Projection{v},
-		Observer: obs, MaxLag: 20 * time.Millisecond, MaxHold: 5 * time.Second})
-
-	// The first batch brings the runner to the head of the log.
-	appendNote(t, ctx, events)
-	<-v.entered
+	eng, ctx, events, v := liveValve(t, projections.EngineConfig{Observer: obs, MaxLag: 20 * time.Millisecond, MaxHold: 5 * time.Second})
 	if ok, err := admitWithin(eng, ctx, time.Second); !ok || err != nil {
 		t.Fatalf("nothing behind: Admit returned %v, %v", ok, err)
 	}
@@ -171,13 +179,42 @@ func TestAdmitHoldsWritersWhileALiveProjectionIsBehind(t *testing.T) {
 	v.release()
 }
 
+// Batches that become visible later than MaxLag lower the age at which
+// commands are held, since the commands admitted meanwhile become visible
+// later still; batches in time raise it back.
+func TestAdmitHoldsSoonerAfterLateBatches(t *testing.T) {
+	eng, ctx, events, v := liveValve(t, projections.EngineConfig{Observer: &heldObserver{},
+		MaxLag: 200 * time.Millisecond, MaxHold: 5 * time.Second})
+	// behindBy keeps a batch in flight until its event is age old, then
+	// tells whether Admit holds, and lets the batch finish.
+	behindBy := func(age time.Duration) bool {
+		t.Helper()
+		v.shut()
+		appendNote(t, ctx, events)
+		<-v.entered
+		time.Sleep(age)
+		ok, err := admitWithin(eng, ctx, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.release()
+		return !ok
+	}
+	if behindBy(80 * time.Millisecond) {
+		t.Fatal("held at 80ms behind with MaxLag 200ms and no late batch")
+	}
+	// Each of these batches becomes visible over 250ms after its append:
+	// the threshold goes to 200ms * 0.75 * 0.75 = 112.5ms.
+	behindBy(250 * time.Millisecond)
+	behindBy(250 * time.Millisecond)
+	if !behindBy(130 * time.Millisecond) {
+		t.Fatal("not held at 130ms behind after two batches visible 250ms late (MaxLag 200ms)")
+	}
+}
+
 func TestAdmitHoldsAtMostMaxHold(t *testing.T) {
-	events := eventmemory.New()
-	v := newValve()
-	eng, ctx := startValveEngine(t, projections.EngineConfig{Events: events, Projections: []projections.Projection{v},
-		Observer: &heldObserver{}, MaxLag: 10 * time.Millisecond, MaxHold: 150 * time.Millisecond})
-	appendNote(t, ctx, events)
-	<-v.entered
+	eng, ctx, events, v := liveValve(t, projections.EngineConfig{Observer: &heldObserver{},
+		MaxLag: 10 * time.Millisecond, MaxHold: 150 * time.Millisecond})
 	v.shut()
 	defer v.release()
 	appendNote(t, ctx, events)

@@ -66,12 +66,12 @@ type EngineConfig struct {
 	BatchSize int
 	// LagInterval is how often lag is measured for the observer (default 1s).
 	LagInterval time.Duration
-	// MaxLag, when positive, is how far behind the log (the age of the
-	// oldest event a live projection of this process is applying) the read
-	// models may fall before Admit holds new commands back. Writers that
-	// outrun the projections would otherwise take the CPU the projections
-	// need and the lists would fall seconds behind; held, they go at the
-	// pace the read models keep.
+	// MaxLag, when positive, is how far behind the log the read models of
+	// this process's live projections may fall: Admit holds new commands
+	// back to keep the time from an append to its event being visible in
+	// them under it. Writers that outrun the projections would otherwise
+	// take the CPU the projections need and the lists would fall seconds
+	// behind; held, they go at the pace the read models keep.
 	MaxLag time.Duration
 	// MaxHold bounds how long Admit holds one command (default 1s): a read
 	// model stuck on a slow disk must slow writes down, never stop them.
@@ -100,6 +100,10 @@ type Engine struct {
 	// runner in log order and it applies what has arrived, so that event is
 	// the oldest one not applied yet.
 	applying []atomic.Int64
+	// holdAt is, per projection, the age (in nanoseconds) of the event it
+	// applies beyond which Admit holds commands: at most MaxLag, lowered
+	// when a batch becomes visible later than MaxLag (see holdAfter).
+	holdAt []atomic.Int64
 
 	mu   sync.Mutex
 	base context.Context
@@ -150,6 +154,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.maxHold = time.Second
 	}
 	e.applying = make([]atomic.Int64, len(e.projections))
+	e.holdAt = make([]atomic.Int64, len(e.projections))
+	for i := range e.holdAt {
+		e.holdAt[i].Store(int64(e.maxLag))
+	}
 	if e.clock == nil {
 		e.clock = time.Now
 	}
@@ -178,8 +186,9 @@ func (e *Engine) index(name string) int {
 }
 
 // Admit implements domain.Admission: it returns at once unless a live
-// projection of this process is applying an event older than MaxLag, and
-// then waits until that projection catches up, at most MaxHold. Holding the
+// projection of this process is applying an event older than its hold
+// threshold, and then waits until that projection catches up, at most
+// MaxHold. The threshold starts at MaxLag and adapts (holdAfter). Holding the
 // writers back hands the CPU to the projections; a projection that stopped
 // (an error, a lost lease) holds nobody.
 func (e *Engine) Admit(ctx context.Context) error {
@@ -190,7 +199,7 @@ func (e *Engine) Admit(ctx context.Context) error {
 	var timeout <-chan time.Time
 	for {
 		behind, name := e.behind()
-		if behind <= e.maxLag {
+		if behind <= 0 {
 			if !start.IsZero() && e.observer != nil {
 				e.observer.Held(name, time.Since(start))
 			}
@@ -215,19 +224,42 @@ func (e *Engine) Admit(ctx context.Context) error {
 	}
 }
 
-// behind is the age of the oldest event a live projection is applying and
-// that projection's name.
+// behind is how far the age of the oldest event a live projection is
+// applying exceeds that projection's hold threshold, the most of any
+// projection, and that projection's name; not positive when none does.
 func (e *Engine) behind() (time.Duration, string) {
-	oldest, name := int64(0), ""
+	worst, name := time.Duration(0), ""
+	now := time.Now().UnixNano()
 	for i := range e.applying {
-		if t := e.applying[i].Load(); t != 0 && (oldest == 0 || t < oldest) {
-			oldest, name = t, e.projections[i].Name()
+		t := e.applying[i].Load()
+		if t == 0 {
+			continue
+		}
+		if over := time.Duration(now - t - e.holdAt[i].Load()); name == "" || over > worst {
+			worst, name = over, e.projections[i].Name()
 		}
 	}
-	if oldest == 0 {
-		return 0, ""
+	return worst, name
+}
+
+// How the hold threshold adapts. Commands admitted while a batch is applied
+// land in the next batch, so they become visible after that batch and their
+// own: holding only once the oldest event is MaxLag old lets events become
+// visible well after MaxLag when the machine is busy. Each live batch that
+// became visible later than MaxLag lowers the threshold by a quarter; each
+// one in time raises it by 0.5%, up to MaxLag. Late batches then settle at
+// about one in sixty (ln 1.005 / (ln 1.005 + ln 4/3)), and the threshold
+// does not go below MaxLag/holdFloor, so commands are held only while a
+// batch is actually behind.
+const holdFloor = 10
+
+// holdAfter is the hold threshold after a batch whose oldest event became
+// visible this long after its append, given the threshold before.
+func holdAfter(threshold, visible, maxLag time.Duration) time.Duration {
+	if visible > maxLag {
+		return max(threshold*3/4, maxLag/holdFloor)
 	}
-	return time.Since(time.Unix(0, oldest)), name
+	return min(threshold+threshold/200+1, maxLag)
 }
 
 // Names lists the projections the engine runs.
@@ -458,7 +490,7 @@ func (e *Engine) supervise(ctx context.Context, p Projection, gen Generation, wa
 func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from domain.Position, watch *progressWatch) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	applying := &e.applying[e.index(p.Name())]
+	applying, holdAt := &e.applying[e.index(p.Name())], &e.holdAt[e.index(p.Name())]
 	feed := make(chan domain.RecordedEvent, 2*e.batchSize)
 	subErr := make(chan error, 1)
 	go func() {
@@ -507,6 +539,9 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		err := p.Apply(ctx, gen, batch, batch[len(batch)-1].Position)
 		if holds {
 			applying.Store(0)
+			if err == nil {
+				holdAt.Store(int64(holdAfter(time.Duration(holdAt.Load()), time.Since(batch[0].RecordedAt), e.maxLag)))
+			}
 		}
 		if err != nil {
 			return err
