@@ -40,37 +40,12 @@ type Customers struct {
 	// loading a row back costs a query and a JSON decode, most of a batch's
 	// time in a rebuild.
 	mu     sync.Mutex
-	recent map[Generation]*rowCache
+	recent map[Generation]*RecentCache[*CustomerRow]
 }
 
 // rowCacheSize bounds each generation's cache of recent rows (twice this
 // many at most are held).
 const rowCacheSize = 8192
-
-// rowCache is a two-map approximation of LRU: rows go into hot; when hot is
-// full it becomes cold and a new hot starts; a hit in cold moves back to hot.
-type rowCache struct {
-	hot, cold map[string]*CustomerRow
-}
-
-func (c *rowCache) get(id string) (*CustomerRow, bool) {
-	if r, ok := c.hot[id]; ok {
-		return r, true
-	}
-	if r, ok := c.cold[id]; ok {
-		delete(c.cold, id)
-		c.put(r)
-		return r, true
-	}
-	return nil, false
-}
-
-func (c *rowCache) put(r *CustomerRow) {
-	if len(c.hot) >= rowCacheSize {
-		c.cold, c.hot = c.hot, make(map[string]*CustomerRow, rowCacheSize)
-	}
-	c.hot[r.Customer.ID] = r
-}
 
 // Forget implements Forgetter.
 func (p *Customers) Forget(gen Generation) {
@@ -79,15 +54,15 @@ func (p *Customers) Forget(gen Generation) {
 	p.mu.Unlock()
 }
 
-func (p *Customers) cache(gen Generation) *rowCache {
+func (p *Customers) cache(gen Generation) *RecentCache[*CustomerRow] {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.recent == nil {
-		p.recent = map[Generation]*rowCache{}
+		p.recent = map[Generation]*RecentCache[*CustomerRow]{}
 	}
 	c := p.recent[gen]
 	if c == nil {
-		c = &rowCache{hot: map[string]*CustomerRow{}}
+		c = NewRecentCache[*CustomerRow](rowCacheSize)
 		p.recent[gen] = c
 	}
 	return c
@@ -118,7 +93,7 @@ func (p *Customers) Apply(ctx context.Context, gen Generation, events []domain.R
 	return nil
 }
 
-func (p *Customers) apply(ctx context.Context, gen Generation, cache *rowCache, events []domain.RecordedEvent, last domain.Position) error {
+func (p *Customers) apply(ctx context.Context, gen Generation, cache *RecentCache[*CustomerRow], events []domain.RecordedEvent, last domain.Position) error {
 	// Customers whose registration is in this batch need no load, nor do
 	// those in the cache.
 	var order, load []string
@@ -132,7 +107,7 @@ func (p *Customers) apply(ctx context.Context, gen Generation, cache *rowCache, 
 			continue
 		}
 		order = append(order, id)
-		if r, ok := cache.get(id); ok {
+		if r, ok := cache.Get(id); ok {
 			state[id] = r
 			continue
 		}
@@ -186,7 +161,7 @@ func (p *Customers) apply(ctx context.Context, gen Generation, cache *rowCache, 
 	for i := range rows {
 		r := state[rows[i].Customer.ID]
 		r.Seq = rows[i].Seq
-		cache.put(r)
+		cache.Put(r.Customer.ID, r)
 	}
 	return nil
 }

@@ -201,9 +201,10 @@ var _ domain.EventStore = (*Store)(nil)
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string, as pgx reads them; pool_max_conns and the other pgxpool
 // settings apply to the pool of reads and subscriptions, and the committers
-// have one connection each besides), brings its schema up to date and returns the store. Several
-// processes may open the same database at once: migrations run under an
-// advisory lock. A server that cannot be reached is domain.ErrStoreUnavailable.
+// have one connection each besides), brings its schema up to date and
+// returns the store. Several processes may open the same database at once:
+// migrations run under an advisory lock. A server that cannot be reached is
+// domain.ErrStoreUnavailable.
 func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error) {
 	if ctx == nil {
 		return nil, errors.New("postgres: open: nil context")

@@ -190,16 +190,15 @@ type stored struct {
 // again soon.
 const storedCacheSize = 8192
 
-// storedCache is a two-map approximation of LRU: entries go into hot; when
-// hot is full it becomes cold and a new hot starts; a hit in cold moves back
-// to hot. A nil cache holds nothing.
+// storedCache is a projections.RecentCache of stored rows under a lock. A
+// nil cache holds nothing.
 type storedCache struct {
-	mu        sync.Mutex
-	hot, cold map[string]stored
+	mu     sync.Mutex
+	recent *projections.RecentCache[stored]
 }
 
 func newStoredCache() *storedCache {
-	return &storedCache{hot: map[string]stored{}}
+	return &storedCache{recent: projections.NewRecentCache[stored](storedCacheSize)}
 }
 
 func (c *storedCache) get(id string) (stored, bool) {
@@ -208,15 +207,7 @@ func (c *storedCache) get(id string) (stored, bool) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st, ok := c.hot[id]; ok {
-		return st, true
-	}
-	st, ok := c.cold[id]
-	if ok {
-		delete(c.cold, id)
-		c.putLocked(id, st)
-	}
-	return st, ok
+	return c.recent.Get(id)
 }
 
 func (c *storedCache) put(id string, st stored) {
@@ -224,15 +215,8 @@ func (c *storedCache) put(id string, st stored) {
 		return
 	}
 	c.mu.Lock()
-	c.putLocked(id, st)
-	c.mu.Unlock()
-}
-
-func (c *storedCache) putLocked(id string, st stored) {
-	if len(c.hot) >= storedCacheSize {
-		c.cold, c.hot = c.hot, make(map[string]stored, storedCacheSize)
-	}
-	c.hot[id] = st
+	defer c.mu.Unlock()
+	c.recent.Put(id, st)
 }
 
 // termChanges are the rows to remove from and add to the terms table:

@@ -30,9 +30,10 @@
 // Store remembers, per generation, the checkpoint and the count of writes it
 // last read (Checkpoint) or wrote; PutCustomers and AppendAudit start with a
 // compare-and-set of that pair on the generation's row, in the transaction
-// (one pipeline) that writes the rows. When another writer moved it, the write fails with
-// ErrFenced and the engine resumes from the stored checkpoint. The row lock
-// the compare-and-set takes also serialises two writers that race.
+// (one pipeline) that writes the rows. When another writer moved it, the
+// write fails with ErrFenced and the engine resumes from the stored
+// checkpoint. The row lock the compare-and-set takes also serialises two
+// writers that race.
 //
 // Indexes. Single-valued filters are btree indexes on columns of
 // read_customers_gN; the sorts are (key, seq) and (company_id, key, seq)
@@ -285,14 +286,13 @@ func noGeneration(name string, gen projections.Generation) error {
 
 // isUndefinedTable reports a query on tables that do not exist: a
 // generation dropped since its number was read.
-func isUndefinedTable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
-}
+func isUndefinedTable(err error) bool { return hasSQLState(err, "42P01") }
 
-func isLockTimeout(err error) bool {
+func isLockTimeout(err error) bool { return hasSQLState(err, "55P03") }
+
+func hasSQLState(err error, code string) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
+	return errors.As(err, &pgErr) && pgErr.Code == code
 }
 
 // State implements projections.Store. It reads the database, not the cache:
@@ -448,8 +448,7 @@ func (s *Store) write(ctx context.Context, name string, gen projections.Generati
 	})
 	queue(b)
 	err := s.pool.SendBatch(ctx, b).Close()
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == fencedCode {
+	if hasSQLState(err, fencedCode) {
 		err = s.whyNotWritten(ctx, name, gen, tok, known)
 	}
 	if err != nil {
