@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 
@@ -576,5 +577,107 @@ func TestAdmissionIsAskedBeforeEveryCommand(t *testing.T) {
 	}
 	if after := count(); after != before {
 		t.Fatalf("held commands appended %d events", after-before)
+	}
+}
+
+// streamReads counts the stream reads of the store under it.
+type streamReads struct {
+	*memory.Store
+	reads int
+}
+
+func (s *streamReads) ReadStream(ctx context.Context, stream string, dir domain.Direction, from uint64, limit int) ([]domain.RecordedEvent, error) {
+	s.reads++
+	return s.Store.ReadStream(ctx, stream, dir, from, limit)
+}
+
+// TestStaleCacheNeverAnswersAlone runs two services on one store, as two
+// processes would be: one decides on its cached customer while the other
+// has appended. Whatever the first answers, it must be what the fresh
+// state gives.
+func TestStaleCacheNeverAnswersAlone(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		// other is what the second process does; then the first runs cmd
+		// with opts and must get want's events (nil: none) or wantErr.
+		other   domain.Command
+		cmd     domain.Command
+		ifMatch bool
+		want    func(*domain.Customer) bool
+	}{
+		{
+			name:  "a command with nothing to do on the cached state",
+			other: domain.ChangeTags{Add: []string{"vip"}},
+			cmd:   domain.ChangeTags{Remove: []string{"vip"}},
+			want:  func(c *domain.Customer) bool { return !slices.Contains(c.Tags, "vip") },
+		},
+		{
+			name:    "a revision the cache has not seen",
+			other:   domain.AddNote{Text: "from the other process"},
+			cmd:     domain.AddNote{Text: "after it"},
+			ifMatch: true,
+			want:    func(c *domain.Customer) bool { return true },
+		},
+		{
+			name:  "an append on a stale revision",
+			other: domain.ChangeTags{Add: []string{"vip"}},
+			cmd:   domain.ChangeTags{Add: []string{"pep"}},
+			want: func(c *domain.Customer) bool {
+				return slices.Contains(c.Tags, "vip") && slices.Contains(c.Tags, "pep")
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := memory.New()
+			newSvc := func() *domain.Service {
+				svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store,
+					Lifecycles: enginetest.Lifecycles(t), Codec: domain.NewCodec(), MaxAttempts: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return svc
+			}
+			first, second := newSvc(), newSvc()
+			c := mustRegister(t, first, alice, registration("kyc-review", rand.New(rand.NewPCG(3, 3))))
+			moved, err := second.Execute(ctx, c.ID, tc.other, domain.Options{Caller: bob})
+			if err != nil || len(moved.Events) == 0 {
+				t.Fatalf("other process: %v, %d events", err, len(moved.Events))
+			}
+			opts := domain.Options{Caller: alice}
+			if tc.ifMatch {
+				opts.ExpectedRevision = ptr(moved.Customer.Revision)
+			}
+			res, err := first.Execute(ctx, c.ID, tc.cmd, opts)
+			if err != nil {
+				t.Fatalf("decided on the cached state: %v", err)
+			}
+			if len(res.Events) == 0 || res.Customer.Revision != moved.Customer.Revision+1 || !tc.want(res.Customer) {
+				t.Fatalf("decided on the cached state: %d events, revision %d after the other's %d, tags %v",
+					len(res.Events), res.Customer.Revision, moved.Customer.Revision, res.Customer.Tags)
+			}
+		})
+	}
+}
+
+// TestCachedCustomerNeedsNoStreamRead: a command on a customer this process
+// knows costs its append only.
+func TestCachedCustomerNeedsNoStreamRead(t *testing.T) {
+	ctx := context.Background()
+	store := &streamReads{Store: memory.New()}
+	svc, err := domain.NewService(domain.ServiceConfig{Store: store, Idempotency: store.Store,
+		Lifecycles: enginetest.Lifecycles(t), Codec: domain.NewCodec()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustRegister(t, svc, alice, registration("kyc-review", rand.New(rand.NewPCG(4, 4))))
+	store.reads = 0
+	for i := range 3 {
+		if _, err := svc.Execute(ctx, c.ID, domain.AddNote{Text: fmt.Sprint("note ", i)}, domain.Options{Caller: alice}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if store.reads != 0 {
+		t.Fatalf("%d stream reads for three commands on a cached customer, want 0", store.reads)
 	}
 }
