@@ -496,3 +496,31 @@ func (h *countHandler) Handle(context.Context, slog.Record) error {
 }
 func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *countHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestDocumentsCompressWithLZ4: the customer documents are stored with lz4
+// when the server has it, unless the URL names another method.
+func TestDocumentsCompressWithLZ4(t *testing.T) {
+	for _, tc := range []struct{ param, want string }{{"", "lz4"}, {"default_toast_compression=pglz", "pglz"}} {
+		t.Run(tc.want, func(t *testing.T) {
+			url := pgtest.NewDatabase(t)
+			s := open(t, url+"&"+tc.param)
+			big := row("c-big", "acme")
+			for i := range 100 {
+				big.Customer.Emails = append(big.Customer.Emails, fmt.Sprintf("someone.%03d@example.com", i))
+			}
+			gen := fill(t, s, pos(1), big)
+			conn, err := pgx.Connect(t.Context(), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(t.Context())
+			var method string
+			if err := conn.QueryRow(t.Context(), fmt.Sprintf(`SELECT coalesce(pg_column_compression(doc), 'none') FROM read_customer_docs_g%d`, gen)).Scan(&method); err != nil {
+				t.Fatal(err)
+			}
+			if method != tc.want {
+				t.Fatalf("document compressed with %s, want %s", method, tc.want)
+			}
+		})
+	}
+}
