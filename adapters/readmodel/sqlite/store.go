@@ -167,8 +167,12 @@ func open(ctx context.Context, path string, ckptPeriod time.Duration, walLimit i
 
 // checkpointPeriod is how often, at most, the WAL is checkpointed while the
 // store is written: one sync of the file per period, and a WAL that holds
-// at most a period of writes.
-const checkpointPeriod = 500 * time.Millisecond
+// at most a period of writes. A short period keeps each checkpoint small,
+// and the live batches that commit while one copies pages and syncs the file
+// wait less: with 64 writers held at 50 ms on a log of 20,000 customers, a
+// batch's apply p99 was 105-133 ms with a 500 ms period, 65-71 ms with
+// 100 ms and 55-77 ms with 50 ms.
+const checkpointPeriod = 100 * time.Millisecond
 
 func (s *Store) startCheckpointer(ctx context.Context) error {
 	var err error
