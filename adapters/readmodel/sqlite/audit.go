@@ -35,7 +35,7 @@ func (s *Store) AppendAudit(ctx context.Context, gen projections.Generation, che
 		return err
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := setCheckpoint(ctx, tx, projections.AuditProjection, gen, checkpoint); err != nil {
+		if err := s.setCheckpoint(ctx, tx, projections.AuditProjection, gen, checkpoint); err != nil {
 			return err
 		}
 		if len(entries) == 0 {

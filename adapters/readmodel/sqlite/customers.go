@@ -361,7 +361,7 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 	}
 	seqs := make([]int64, len(rows))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := setCheckpoint(ctx, tx, projections.CustomersProjection, gen, checkpoint); err != nil {
+		if err := s.setCheckpoint(ctx, tx, projections.CustomersProjection, gen, checkpoint); err != nil {
 			return err
 		}
 		if len(rows) == 0 {

@@ -49,3 +49,37 @@ func TestWALStaysBoundedUnderContinuousWrites(t *testing.T) {
 		t.Errorf("the WAL is %d bytes after %d batches; it was never started over", fi.Size(), batches)
 	}
 }
+
+// Rows of a generation that serves no reads (a rebuild) make the
+// checkpointer wait longer between rounds; rows of the active one do not.
+func TestRebuildWritesMarkBulk(t *testing.T) {
+	ctx := t.Context()
+	s, err := open(ctx, filepath.Join(t.TempDir(), "read.db"), time.Hour, walLimitPages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put := func(gen projections.Generation, n uint64) {
+		t.Helper()
+		row := projections.CustomerRow{Customer: &domain.Customer{ID: "c1", CompanyID: "acme", Status: "pending"}}
+		if err := s.PutCustomers(ctx, gen, domain.Position{Commit: n, Prepare: n}, []projections.CustomerRow{row}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen, err := s.CreateGeneration(ctx, projections.CustomersProjection, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(gen, 1)
+	if s.lastBulk.Load() == 0 {
+		t.Fatal("rows of a generation being built were not noted as bulk")
+	}
+	if err := s.Activate(ctx, projections.CustomersProjection, gen); err != nil {
+		t.Fatal(err)
+	}
+	s.lastBulk.Store(0)
+	put(gen, 2)
+	if s.lastBulk.Load() != 0 {
+		t.Fatal("rows of the active generation were noted as bulk")
+	}
+}
