@@ -283,13 +283,11 @@ func (s *Service) Execute(ctx context.Context, customerID string, cmd Command, o
 	if prior, ok, err := s.replay(ctx, opts.Caller, opts.IdempotencyKey, customerID); err != nil || ok {
 		return prior, err
 	}
-	trustCache := true
-	for attempt := 1; ; {
-		c, cached, err := s.current(ctx, opts.Caller, customerID, trustCache)
+	for attempt, first := 1, true; ; first = false {
+		c, cached, err := s.current(ctx, opts.Caller, customerID, first)
 		if err != nil {
 			return Result{}, err
 		}
-		trustCache = false
 		events, err := s.decide(ctx, c, cmd, opts)
 		if cached && (err != nil || len(events) == 0) {
 			continue

@@ -600,7 +600,9 @@ func TestStaleCacheNeverAnswersAlone(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// other is what the second process does; then the first runs cmd
-		// with opts and must get want's events (nil: none) or wantErr.
+		// (with If-Match on the revision other left when ifMatch is set),
+		// which must append after other's events and leave a customer that
+		// satisfies want.
 		other   domain.Command
 		cmd     domain.Command
 		ifMatch bool

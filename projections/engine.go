@@ -490,7 +490,8 @@ func (e *Engine) supervise(ctx context.Context, p Projection, gen Generation, wa
 func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from domain.Position, watch *progressWatch) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	applying, holdAt := &e.applying[e.index(p.Name())], &e.holdAt[e.index(p.Name())]
+	i := e.index(p.Name())
+	applying, holdAt := &e.applying[i], &e.holdAt[i]
 	feed := make(chan domain.RecordedEvent, 2*e.batchSize)
 	subErr := make(chan error, 1)
 	go func() {
