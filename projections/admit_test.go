@@ -186,29 +186,36 @@ func TestAdmitHoldsSoonerAfterLateBatches(t *testing.T) {
 	eng, ctx, events, v := liveValve(t, projections.EngineConfig{Observer: &heldObserver{},
 		MaxLag: 200 * time.Millisecond, MaxHold: 5 * time.Second})
 	// behindBy keeps a batch in flight until its event is age old, then
-	// tells whether Admit holds, and lets the batch finish.
-	behindBy := func(age time.Duration) bool {
+	// tells whether Admit holds, and lets the batch finish; the notes
+	// appended after the first queue meanwhile and become visible just as
+	// late, in the batches after it.
+	behindBy := func(age time.Duration, notes int) bool {
 		t.Helper()
 		v.shut()
 		appendNote(t, ctx, events)
 		<-v.entered
+		for range notes - 1 {
+			appendNote(t, ctx, events)
+		}
 		time.Sleep(age)
 		ok, err := admitWithin(eng, ctx, 100*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
 		v.release()
+		for applied := 1; applied < notes; {
+			applied += <-v.entered
+		}
 		return !ok
 	}
-	if behindBy(80 * time.Millisecond) {
-		t.Fatal("held at 80ms behind with MaxLag 200ms and no late batch")
+	if behindBy(80*time.Millisecond, 1) {
+		t.Fatal("held at 80ms behind with MaxLag 200ms and no late event")
 	}
-	// Each of these batches becomes visible over 250ms after its append:
-	// the threshold goes to 200ms * 0.75 * 0.75 = 112.5ms.
-	behindBy(250 * time.Millisecond)
-	behindBy(250 * time.Millisecond)
-	if !behindBy(130 * time.Millisecond) {
-		t.Fatal("not held at 130ms behind after two batches visible 250ms late (MaxLag 200ms)")
+	// Forty events become visible over 250ms after their append: the
+	// threshold goes to about 200ms * 0.98^40 = 89ms.
+	behindBy(250*time.Millisecond, 40)
+	if !behindBy(130*time.Millisecond, 1) {
+		t.Fatal("not held at 130ms behind after forty events visible 250ms late (MaxLag 200ms)")
 	}
 }
 

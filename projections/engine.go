@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +103,7 @@ type Engine struct {
 	applying []atomic.Int64
 	// holdAt is, per projection, the age (in nanoseconds) of the event it
 	// applies beyond which Admit holds commands: at most MaxLag, lowered
-	// when a batch becomes visible later than MaxLag (see holdAfter).
+	// when events become visible later than MaxLag (see holdAfter).
 	holdAt []atomic.Int64
 
 	mu   sync.Mutex
@@ -245,21 +246,39 @@ func (e *Engine) behind() (time.Duration, string) {
 // How the hold threshold adapts. Commands admitted while a batch is applied
 // land in the next batch, so they become visible after that batch and their
 // own: holding only once the oldest event is MaxLag old lets events become
-// visible well after MaxLag when the machine is busy. Each live batch that
-// became visible later than MaxLag lowers the threshold by a quarter; each
-// one in time raises it by 0.5%, up to MaxLag. Late batches then settle at
-// about one in sixty (ln 1.005 / (ln 1.005 + ln 4/3)), and the threshold
-// does not go below MaxLag/holdFloor, so commands are held only while a
-// batch is actually behind.
-const holdFloor = 10
+// visible well after MaxLag when the machine is busy. The threshold tracks
+// the events, not the batches, since a late batch is mostly a large one:
+// each event visible later than MaxLag lowers it by lateStep (in log scale),
+// each one in time raises it by lateStep*lateShare/(1-lateShare), so it
+// settles where lateShare of the events are late; half the 1% a p99 of
+// MaxLag allows, as the load changes faster than the threshold follows. It
+// never goes above MaxLag nor below MaxLag/holdFloor, so commands are held
+// only while a batch is actually behind.
+const (
+	holdFloor = 10
+	lateShare = 0.005
+	lateStep  = 0.02
+)
 
-// holdAfter is the hold threshold after a batch whose oldest event became
-// visible this long after its append, given the threshold before.
-func holdAfter(threshold, visible, maxLag time.Duration) time.Duration {
-	if visible > maxLag {
-		return max(threshold*3/4, maxLag/holdFloor)
+// holdAfter is the hold threshold after a batch in which late events became
+// visible later than maxLag after their append and onTime did not, given the
+// threshold before.
+func holdAfter(threshold time.Duration, late, onTime int, maxLag time.Duration) time.Duration {
+	rise := lateStep * lateShare / (1 - lateShare)
+	next := time.Duration(float64(threshold) * math.Exp(float64(onTime)*rise-float64(late)*lateStep))
+	return min(max(next, maxLag/holdFloor), maxLag)
+}
+
+// lateEvents counts the events of batch visible at now later than maxLag
+// after their append.
+func lateEvents(batch []domain.RecordedEvent, now time.Time, maxLag time.Duration) int {
+	late := 0
+	for _, ev := range batch {
+		if now.Sub(ev.RecordedAt) > maxLag {
+			late++
+		}
 	}
-	return min(threshold+threshold/200+1, maxLag)
+	return late
 }
 
 // Names lists the projections the engine runs.
@@ -541,7 +560,8 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		if holds {
 			applying.Store(0)
 			if err == nil {
-				holdAt.Store(int64(holdAfter(time.Duration(holdAt.Load()), time.Since(batch[0].RecordedAt), e.maxLag)))
+				late := lateEvents(batch, time.Now(), e.maxLag)
+				holdAt.Store(int64(holdAfter(time.Duration(holdAt.Load()), late, len(batch)-late, e.maxLag)))
 			}
 		}
 		if err != nil {
