@@ -179,6 +179,31 @@ func TestAdmitHoldsWritersWhileALiveProjectionIsBehind(t *testing.T) {
 	v.release()
 }
 
+// A runner that starts at the head of the log (here an empty one; after a
+// restart, current read models) holds writers from its first batch on:
+// writers that start as fast as the runner may never leave it a batch that
+// empties the feed, the other way it learns it is live.
+func TestAdmitHoldsFromTheFirstBatchOfARunnerAtTheHead(t *testing.T) {
+	events, v := eventmemory.New(), newValve()
+	eng, ctx := startValveEngine(t, projections.EngineConfig{Events: events, Projections: []projections.Projection{v},
+		MaxLag: 20 * time.Millisecond, MaxHold: 5 * time.Second})
+	// Start returns before the runner looks at the log; nothing tells when
+	// it has.
+	time.Sleep(100 * time.Millisecond)
+	v.shut()
+	appendNote(t, ctx, events)
+	<-v.entered
+	time.Sleep(60 * time.Millisecond)
+	returned, err := admitWithin(eng, ctx, 200*time.Millisecond)
+	v.release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if returned {
+		t.Fatal("Admit returned while the first batch of a runner started at the head applied an event 60ms old (MaxLag 20ms)")
+	}
+}
+
 // Batches that become visible later than MaxLag lower the age at which
 // commands are held, since the commands admitted meanwhile become visible
 // later still; batches in time raise it back.

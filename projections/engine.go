@@ -511,6 +511,18 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 	defer cancel()
 	i := e.index(p.Name())
 	applying, holdAt := &e.applying[i], &e.holdAt[i]
+	caughtUp := false
+	if e.maxLag > 0 && (watch == nil || !watch.active.Load()) {
+		// A runner that starts at the head of the log (a restart of a
+		// process whose read models were current) is live at once: waiting
+		// for a batch that finds the feed empty would, under writers that
+		// start as fast as it does, never come, and nobody would be held.
+		next, err := e.events.ReadAll(ctx, from, 1)
+		if err != nil {
+			return fmt.Errorf("read the head of the log: %w", err)
+		}
+		caughtUp = len(next) == 0
+	}
 	feed := make(chan domain.RecordedEvent, 2*e.batchSize)
 	subErr := make(chan error, 1)
 	go func() {
@@ -524,7 +536,6 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		})
 	}()
 	batch := make([]domain.RecordedEvent, 0, e.batchSize)
-	caughtUp := false
 	defer applying.Store(0)
 	for {
 		select {
