@@ -59,7 +59,7 @@ func BenchmarkPostgresReadModels(b *testing.B) {
 	for _, name := range []string{projections.CustomersProjection, projections.AuditProjection} {
 		rebuilds = append(rebuilds, rebuild(b, ctx, eng, name, ds.say))
 	}
-	lists := listLatencies(b, ctx, rm, ds.say)
+	lists := listLatencies(b, ctx, rm, "", ds.say)
 
 	lag := postgresLiveLag(b, ctx, srv, ds)
 

@@ -64,7 +64,7 @@ func BenchmarkReadModels(b *testing.B) {
 		rebuilds = append(rebuilds, rebuild(b, ctx, eng, name, ds.say))
 	}
 
-	lists := listLatencies(b, ctx, rm, ds.say)
+	lists := listLatencies(b, ctx, rm, "", ds.say)
 	lag := lagBothWays(b, ctx, ds.store, rm, eng, obs, ds)
 
 	report(b, ds.n, ds.m, base, rebuilds, lists, lag, targetLagP99)
@@ -72,15 +72,45 @@ func BenchmarkReadModels(b *testing.B) {
 
 // BenchmarkReadModelsLag runs (d) of BenchmarkReadModels alone, with the
 // writers held as kyc serve holds them by default, so that a change to the
-// live path can be measured at 1,000,000 customers in a minute. With
-// KYC_BENCH_DATA the read models are kept beside the log (read.db): the
-// first run builds them (the rebuilds of BenchmarkReadModels), later runs
-// only catch up with what other runs appended. Without KYC_BENCH_DATA it
-// would repeat BenchmarkReadModels, and make bench runs that one, so it
-// does nothing then.
+// live path can be measured at 1,000,000 customers in a minute. It needs
+// KYC_BENCH_DATA (see keptReadModels).
 func BenchmarkReadModelsLag(b *testing.B) {
+	ds, rm, eng, obs := keptReadModels(b)
+	ctx := context.Background()
+	lag := projectionLag(b, ctx, ds.store, rm, eng, eng, obs, ds.ls, ds.codec, ds.say, heldLabel(b))
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nread models at %d customers\n", ds.n)
+	p99 := reportLag(&out, []lagFigure{lag}, targetLagP99)
+	fmt.Print(out.String() + "\n")
+	b.Logf("(d) lag p99, %s: customers %s, audit %s (target %s)", lag.label,
+		ms(p99[projections.CustomersProjection]), ms(p99[projections.AuditProjection]), targetLagP99)
+	for name, d := range p99 {
+		b.ReportMetric(float64(d.Microseconds())/1000, "lag-"+name+"-p99-ms")
+	}
+}
+
+// BenchmarkReadModelsLists runs (c) of BenchmarkReadModels alone, on the
+// kept read models (see keptReadModels); KYC_BENCH_LIST, when set, keeps
+// the queries whose name contains it.
+func BenchmarkReadModelsLists(b *testing.B) {
+	ds, rm, _, _ := keptReadModels(b)
+	lists := listLatencies(b, context.Background(), rm, os.Getenv("KYC_BENCH_LIST"), ds.say)
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nread models at %d customers\n", ds.n)
+	over, worst := reportLists(&out, lists)
+	fmt.Print(out.String() + "\n")
+	b.ReportMetric(float64(over), "list-over-target")
+	b.ReportMetric(float64(worst.Microseconds())/1000, "list-worst-p95-ms")
+}
+
+// keptReadModels opens the log kept in KYC_BENCH_DATA and the read models
+// kept beside it (read.db), building them the first time (the rebuilds of
+// BenchmarkReadModels), and starts an engine that follows the log from
+// them. Without KYC_BENCH_DATA the benchmark would repeat
+// BenchmarkReadModels, which make bench runs anyway, so it is skipped.
+func keptReadModels(b *testing.B) (*benchDataset, *sqlite.Store, *projections.Engine, *lagObserver) {
 	if os.Getenv("KYC_BENCH_DATA") == "" {
-		b.Skip("BenchmarkReadModelsLag measures on a kept log and read model: set KYC_BENCH_DATA (BenchmarkReadModels measures the same lag without it)")
+		b.Skip("this benchmark measures on a kept log and read model: set KYC_BENCH_DATA (BenchmarkReadModels measures the same without it)")
 	}
 	ds := openBenchDataset(b)
 	ctx := context.Background()
@@ -108,16 +138,7 @@ func BenchmarkReadModelsLag(b *testing.B) {
 			rebuild(b, ctx, eng, name, ds.say)
 		}
 	}
-	lag := projectionLag(b, ctx, ds.store, rm, eng, eng, obs, ds.ls, ds.codec, ds.say, heldLabel(b))
-	var out strings.Builder
-	fmt.Fprintf(&out, "\nread models at %d customers\n", ds.n)
-	p99 := reportLag(&out, []lagFigure{lag}, targetLagP99)
-	fmt.Print(out.String() + "\n")
-	b.Logf("(d) lag p99, %s: customers %s, audit %s (target %s)", lag.label,
-		ms(p99[projections.CustomersProjection]), ms(p99[projections.AuditProjection]), targetLagP99)
-	for name, d := range p99 {
-		b.ReportMetric(float64(d.Microseconds())/1000, "lag-"+name+"-p99-ms")
-	}
+	return ds, rm, eng, obs
 }
 
 // waitCaughtUp returns once every projection of eng has applied the whole
@@ -670,7 +691,7 @@ func listCases(now time.Time) []struct {
 // 500 of 20, or the last page when there are fewer), 40 times or for about
 // 3 seconds, whichever ends first (at least 5 runs), with nothing else
 // running. Every returned row is checked against ListQuery.Matches.
-func listLatencies(b *testing.B, ctx context.Context, rm projections.Store, say func(string, ...any)) []listFigure {
+func listLatencies(b *testing.B, ctx context.Context, rm projections.Store, only string, say func(string, ...any)) []listFigure {
 	const deepPage, runs, budget = 500, 40, 3 * time.Second
 	now := time.Now()
 	var out []listFigure
@@ -699,6 +720,9 @@ func listLatencies(b *testing.B, ctx context.Context, rm projections.Store, say 
 		return f
 	}
 	for _, c := range listCases(now) {
+		if !strings.Contains(c.name, only) {
+			continue
+		}
 		q := c.q
 		q.Now = now
 		q = q.Normalized()
@@ -942,25 +966,7 @@ func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []reb
 	}
 	w.Flush()
 
-	fmt.Fprintf(&out, "\n(c) list latency (target p95 <= %s; deep = page 500 of 20 or the last page)\n\n", targetListP95)
-	w = tabwriter.NewWriter(&out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "query\tpage\ttotal\truns\tp50\tp95\tp99\t\t")
-	over := 0
-	var worst time.Duration
-	for _, f := range lists {
-		flag := ""
-		if f.p95 > targetListP95 {
-			flag = "OVER"
-			over++
-		}
-		if f.mismatched > 0 {
-			flag += fmt.Sprintf(" %d rows do not match!", f.mismatched)
-		}
-		worst = max(worst, f.p95)
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", f.name, f.page, f.total, f.runs, ms(f.p50), ms(f.p95), ms(f.p99), flag)
-	}
-	w.Flush()
-	fmt.Fprintf(&out, "%d of %d list queries over target\n", over, len(lists))
+	over, worst := reportLists(&out, lists)
 
 	lagP99 := reportLag(&out, lags, targetLag)
 	// The tables go to stdout: testing keeps only the first lines of a
@@ -984,6 +990,30 @@ func report(b *testing.B, n int, m marker, base []baselineFigure, rebuilds []reb
 	for name, d := range lagP99 {
 		b.ReportMetric(float64(d.Microseconds())/1000, "lag-"+name+"-p99-ms")
 	}
+}
+
+// reportLists writes the table of (c) and returns how many queries are
+// over the target and the worst p95.
+func reportLists(out *strings.Builder, lists []listFigure) (over int, worst time.Duration) {
+	fmt.Fprintf(out, "\n(c) list latency (target p95 <= %s; deep = page 500 of 20 or the last page)\n\n", targetListP95)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "query\tpage\ttotal\truns\tp50\tp95\tp99\t\t")
+	for _, f := range lists {
+		flag := ""
+		if f.p95 > targetListP95 {
+			flag = "OVER"
+			over++
+		}
+		if f.mismatched > 0 {
+			flag += fmt.Sprintf(" %d rows do not match!", f.mismatched)
+		}
+		worst = max(worst, f.p95)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", f.name, f.page, f.total, f.runs, ms(f.p50), ms(f.p95), ms(f.p99), flag)
+	}
+	w.Flush()
+	fmt.Fprintf(out, "%d of %d list queries over target\n", over, len(lists))
+
+	return over, worst
 }
 
 // reportLag writes the (d) tables and returns each projection's p99 in the
