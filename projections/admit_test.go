@@ -185,11 +185,15 @@ func TestAdmitHoldsWritersWhileALiveProjectionIsBehind(t *testing.T) {
 // empties the feed, the other way it learns it is live.
 func TestAdmitHoldsFromTheFirstBatchOfARunnerAtTheHead(t *testing.T) {
 	events, v := eventmemory.New(), newValve()
-	eng, ctx := startValveEngine(t, projections.EngineConfig{Events: events, Projections: []projections.Projection{v},
+	// Start returns before the runner looks at the log: the note goes in
+	// once it has (a runner that does not look first gets it after a while).
+	read := &firstRead{Store: events, done: make(chan struct{})}
+	eng, ctx := startValveEngine(t, projections.EngineConfig{Events: read, Projections: []projections.Projection{v},
 		MaxLag: 20 * time.Millisecond, MaxHold: 5 * time.Second})
-	// Start returns before the runner looks at the log; nothing tells when
-	// it has.
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-read.done:
+	case <-time.After(2 * time.Second):
+	}
 	v.shut()
 	appendNote(t, ctx, events)
 	<-v.entered
@@ -202,6 +206,18 @@ func TestAdmitHoldsFromTheFirstBatchOfARunnerAtTheHead(t *testing.T) {
 	if returned {
 		t.Fatal("Admit returned while the first batch of a runner started at the head applied an event 60ms old (MaxLag 20ms)")
 	}
+}
+
+// firstRead tells when the log is first read.
+type firstRead struct {
+	*eventmemory.Store
+	once sync.Once
+	done chan struct{}
+}
+
+func (r *firstRead) ReadAll(ctx context.Context, after domain.Position, limit int) ([]domain.RecordedEvent, error) {
+	defer r.once.Do(func() { close(r.done) })
+	return r.Store.ReadAll(ctx, after, limit)
 }
 
 // Batches that become visible later than MaxLag lower the age at which
