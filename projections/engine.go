@@ -517,11 +517,10 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		// process whose read models were current) is live at once: waiting
 		// for a batch that finds the feed empty would, under writers that
 		// start as fast as it does, never come, and nobody would be held.
-		next, err := e.events.ReadAll(ctx, from, 1)
-		if err != nil {
-			return fmt.Errorf("read the head of the log: %w", err)
+		var err error
+		if caughtUp, err = e.atHead(ctx, from); err != nil {
+			return err
 		}
-		caughtUp = len(next) == 0
 	}
 	feed := make(chan domain.RecordedEvent, 2*e.batchSize)
 	subErr := make(chan error, 1)
@@ -589,11 +588,10 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		if len(feed) == 0 && (rebuilding || (e.maxLag > 0 && !caughtUp)) {
 			// The feed can run dry between two pages of a catch-up; the log
 			// itself says whether this is its head.
-			next, err := e.events.ReadAll(ctx, batch[len(batch)-1].Position, 1)
+			atHead, err := e.atHead(ctx, batch[len(batch)-1].Position)
 			if err != nil {
-				return fmt.Errorf("read the head of the log: %w", err)
+				return err
 			}
-			atHead := len(next) == 0
 			caughtUp = caughtUp || atHead
 			if rebuilding {
 				watch.report(len(batch), atHead)
@@ -603,6 +601,15 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		}
 		batch = batch[:0]
 	}
+}
+
+// atHead reports whether the log holds nothing after pos.
+func (e *Engine) atHead(ctx context.Context, pos domain.Position) (bool, error) {
+	next, err := e.events.ReadAll(ctx, pos, 1)
+	if err != nil {
+		return false, fmt.Errorf("read the head of the log: %w", err)
+	}
+	return len(next) == 0, nil
 }
 
 // RebuildProgress describes a running rebuild.

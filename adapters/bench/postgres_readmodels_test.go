@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"testing"
@@ -122,14 +121,7 @@ func BenchmarkPostgresProjectionLag(b *testing.B) {
 	codec, ls := benchDomain(b)
 	say := func(format string, args ...any) { fmt.Printf("lag: "+format+"\n", args...) }
 	lags := postgresLiveLag(b, context.Background(), srv, &benchDataset{codec: codec, ls: ls, say: say})
-	var out strings.Builder
-	p99 := reportLag(&out, lags, targetPostgresProjectionVisible)
-	fmt.Print(out.String() + "\n")
-	b.Logf("(d) lag p99, %s: customers %s, audit %s (target %s)", lags[len(lags)-1].label,
-		ms(p99[projections.CustomersProjection]), ms(p99[projections.AuditProjection]), targetPostgresProjectionVisible)
-	for name, d := range p99 {
-		b.ReportMetric(float64(d.Microseconds())/1000, "lag-"+name+"-p99-ms")
-	}
+	printLag(b, "", lags, targetPostgresProjectionVisible)
 }
 
 // durablePostgres starts a server with fsync and synchronous commit on for
