@@ -407,13 +407,25 @@ func sortIndex(gen projections.Generation, key projections.SortKey, scoped bool)
 	if scoped {
 		name += "_company"
 	}
+	return name + "_by_" + keyName(key)
+}
+
+// columnIndex is the index that holds the customers by a column's value,
+// then in key order: every column has one for the default sort, status one
+// for each key.
+func columnIndex(gen projections.Generation, column string, key projections.SortKey) string {
+	return customersTable(gen) + "_" + column + "_" + keyName(key)
+}
+
+// keyName is how index names call a sort key.
+func keyName(key projections.SortKey) string {
 	switch key {
 	case projections.SortName:
-		return name + "_by_name"
+		return "name"
 	case projections.SortLastStatusUpdate:
-		return name + "_by_updated"
+		return "updated"
 	}
-	return name + "_by_created"
+	return "created"
 }
 
 // accesses lists the ways to read the query's matches.
@@ -443,8 +455,14 @@ func (p *listPlan) accesses() []access {
 	for _, k := range p.conds {
 		switch k.kind {
 		case condColumn:
-			out = append(out, access{index: customersTable(p.gen) + "_" + k.column + "_created", driver: k,
-				wide: k.column == "status", order: projections.SortCreatedAt, rows: k.est})
+			keys := []projections.SortKey{projections.SortCreatedAt}
+			if k.column == "status" {
+				keys = projections.SortKeys
+			}
+			for _, key := range keys {
+				out = append(out, access{index: columnIndex(p.gen, k.column, key), driver: k,
+					wide: k.column == "status", order: key, rows: k.est})
+			}
 		case condRange:
 			if k.column == "birth_date" {
 				out = append(out, access{index: rangeIndex(p.gen, k.column), driver: k, rows: k.est})

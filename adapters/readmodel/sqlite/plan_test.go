@@ -1,8 +1,10 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -512,11 +514,21 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err := Open(ctx, path)
+	var logged bytes.Buffer
+	s, err := Open(ctx, path, WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	// Each index the upgrade builds is named as it starts and as it ends.
+	for _, ix := range wantIndexes {
+		if !strings.HasPrefix(ix, c+"_") {
+			continue
+		}
+		if n := strings.Count(logged.String(), "index="+ix+"\n") + strings.Count(logged.String(), "index="+ix+" "); n != 2 {
+			t.Errorf("the upgrade's log names %s %d times, want 2:\n%s", ix, n, logged.String())
+		}
+	}
 	gotSets, gotTerms, gotValues := snapshot(s)
 	if gotSets != wantSets {
 		t.Errorf("set columns after the upgrade:\n%s\nwant\n%s", gotSets, wantSets)
@@ -548,8 +560,12 @@ func TestUpgrade(t *testing.T) {
 		checkPlans(t, s, planQuery(rng), rows)
 	}
 	// A second open finds nothing to do.
+	logged.Reset()
 	if err := s.upgrade(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if logged.Len() > 0 {
+		t.Errorf("a second upgrade logged:\n%s", logged.String())
 	}
 }
 

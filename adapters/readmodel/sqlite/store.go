@@ -21,6 +21,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"strconv"
@@ -93,6 +94,7 @@ type Store struct {
 	closed bool
 
 	templates *schemas.GenerationDDL
+	log       *slog.Logger
 
 	closeOnce sync.Once
 	closeErr  error
@@ -105,18 +107,30 @@ var _ projections.Store = (*Store)(nil)
 // the WAL over.
 const walLimitPages = 10000
 
-// Open opens the store at path for reading and writing, creating the file
-// when it does not exist and migrating its schema.
-func Open(ctx context.Context, path string) (*Store, error) {
-	return open(ctx, path, checkpointPeriod, walLimitPages)
+// Option configures a Store.
+type Option func(*Store)
+
+// WithLogger sets where Open reports the long work an upgrade of an older
+// file does (building indexes of every active generation).
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Store) { s.log = l }
 }
 
-func open(ctx context.Context, path string, ckptPeriod time.Duration, walLimit int) (_ *Store, err error) {
+// Open opens the store at path for reading and writing, creating the file
+// when it does not exist and migrating its schema.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	return open(ctx, path, checkpointPeriod, walLimitPages, opts...)
+}
+
+func open(ctx context.Context, path string, ckptPeriod time.Duration, walLimit int, opts ...Option) (_ *Store, err error) {
 	abs, err := checkPath(path)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: abs, active: map[string]projections.Generation{}, ckptPeriod: ckptPeriod}
+	s := &Store{path: abs, active: map[string]projections.Generation{}, ckptPeriod: ckptPeriod, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(s)
+	}
 	defer func() {
 		if err != nil {
 			_ = s.release()

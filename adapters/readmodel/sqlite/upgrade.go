@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kycengine/kyc/projections"
 )
@@ -228,13 +229,18 @@ func (s *Store) syncIndexes(ctx context.Context, tx *sql.Tx, name string, gen pr
 		}
 	}
 	for _, ix := range want {
-		if have[strings.Fields(ix)[5]] {
+		index := strings.Fields(ix)[5]
+		if have[index] {
 			continue
 		}
 		changed = true
+		// A large file takes minutes over these; say what the wait is.
+		began := time.Now()
+		s.log.Info("read models: building an index this release adds", "index", index)
 		if _, err := tx.ExecContext(ctx, ix); err != nil {
 			return err
 		}
+		s.log.Info("read models: index built", "index", index, "took", time.Since(began).Round(time.Millisecond))
 	}
 	if !changed {
 		return nil

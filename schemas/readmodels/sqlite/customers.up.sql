@@ -76,8 +76,17 @@ CREATE INDEX customers_g{gen}_company_by_name ON customers_g{gen} (company_id, n
 -- Filters, each followed by the default sort, so that one filter of a few
 -- values reads its page in order and its count off the index alone. Status
 -- is the filter of nearly every list and the one others are combined
--- with, so its index holds every filtered column too.
+-- with, so its indexes hold every filtered column too, and it has one for
+-- each sort key: a deep page of status and another filter in any order
+-- walks one in order and checks the other on its entries (at 1,000,000
+-- customers, status and risk by last update, page 500: p95 about 70 ms,
+-- against 115 ms through the sort index). The other filters' indexes stay
+-- narrow: a status change rewrites an entry in every index that holds
+-- status, and making them all wide cut the events/s that writers held at
+-- the default read lag could append by up to a third.
 CREATE INDEX customers_g{gen}_status_created ON customers_g{gen} (status, created_at, seq, company_id, risk, verification_status, state, created_by_agent, country, nationality, video_call_status, verification_level, referral_code, birth_date, last_status_update, tags, access_roles, access_groups, doc_types);
+CREATE INDEX customers_g{gen}_status_updated ON customers_g{gen} (status, last_status_update, seq, company_id, risk, verification_status, state, created_by_agent, country, nationality, video_call_status, verification_level, referral_code, birth_date, created_at, tags, access_roles, access_groups, doc_types);
+CREATE INDEX customers_g{gen}_status_name ON customers_g{gen} (status, name_sort, seq, company_id, risk, verification_status, state, created_by_agent, country, nationality, video_call_status, verification_level, referral_code, birth_date, created_at, last_status_update, tags, access_roles, access_groups, doc_types);
 CREATE INDEX customers_g{gen}_nationality_created ON customers_g{gen} (nationality, created_at, seq);
 CREATE INDEX customers_g{gen}_risk_created ON customers_g{gen} (risk, created_at, seq);
 CREATE INDEX customers_g{gen}_video_call_status_created ON customers_g{gen} (video_call_status, created_at, seq);
