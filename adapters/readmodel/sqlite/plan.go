@@ -455,13 +455,14 @@ func (p *listPlan) accesses() []access {
 	for _, k := range p.conds {
 		switch k.kind {
 		case condColumn:
+			// Only status's indexes are wide, one per sort key.
+			wide := k.column == "status"
 			keys := []projections.SortKey{projections.SortCreatedAt}
-			if k.column == "status" {
+			if wide {
 				keys = projections.SortKeys
 			}
 			for _, key := range keys {
-				out = append(out, access{index: columnIndex(p.gen, k.column, key), driver: k,
-					wide: k.column == "status", order: key, rows: k.est})
+				out = append(out, access{index: columnIndex(p.gen, k.column, key), driver: k, wide: wide, order: key, rows: k.est})
 			}
 		case condRange:
 			if k.column == "birth_date" {
