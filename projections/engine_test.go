@@ -318,3 +318,81 @@ func TestReadYourWrites(t *testing.T) {
 		t.Fatalf("waiting for a revision that never comes: %v", err)
 	}
 }
+
+// batchSizes records the largest batch applied live and in a rebuild; a
+// rebuild's batch waits a little, so that the next one finds the feed full.
+type batchSizes struct {
+	mu            sync.Mutex
+	live, rebuild int
+}
+
+func (o *batchSizes) Applied(_ string, batch []domain.RecordedEvent, _ time.Duration, rebuilding bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if rebuilding {
+		o.rebuild = max(o.rebuild, len(batch))
+		time.Sleep(time.Millisecond)
+		return
+	}
+	o.live = max(o.live, len(batch))
+}
+func (o *batchSizes) Lag(string, int64, float64) {}
+func (o *batchSizes) Held(string, time.Duration) {}
+
+// batcher is a store that asks for rebuild batches of its own size.
+type batcher struct {
+	projections.Store
+	size int
+}
+
+func (b batcher) RebuildBatchSize() int { return b.size }
+
+// A rebuild applies batches up to RebuildBatchSize, or the store's size when
+// that is not set; a live runner up to BatchSize.
+func TestRebuildBatchSize(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		config, own int
+	}{
+		{"configured", 40, 0},
+		{"the store's", 0, 40},
+		{"configured over the store's", 40, 9},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			svc, events := enginetest.NewService(t)
+			var store projections.Store = readmemory.New()
+			if c.own > 0 {
+				store = batcher{store, c.own}
+			}
+			customers, err := projections.NewCustomers(store, svc.Codec(), svc.Lifecycles())
+			if err != nil {
+				t.Fatal(err)
+			}
+			obs := &batchSizes{}
+			engine, err := projections.NewEngine(projections.EngineConfig{Events: events, Store: store, Observer: obs,
+				Projections: []projections.Projection{customers}, BatchSize: 7, RebuildBatchSize: c.config})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer func() { cancel(); engine.Wait() }()
+			if err := demo.Seed(ctx, svc, 60, 4, 9, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := engine.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := engine.Rebuild(ctx, projections.CustomersProjection, nil); err != nil {
+				t.Fatal(err)
+			}
+			obs.mu.Lock()
+			defer obs.mu.Unlock()
+			if obs.live == 0 || obs.live > 7 {
+				t.Errorf("largest live batch %d events, want 1 to 7", obs.live)
+			}
+			if obs.rebuild <= 9 || obs.rebuild > 40 {
+				t.Errorf("largest rebuild batch %d events, want 10 to 40", obs.rebuild)
+			}
+		})
+	}
+}

@@ -54,3 +54,11 @@ type Store interface {
 	// entry first.
 	Audit(ctx context.Context, q AuditQuery) (AuditPage, error)
 }
+
+// RebuildBatcher is implemented by stores that fill a rebuilding generation
+// faster in batches of another size than the engine's BatchSize: no read
+// waits on a rebuild's batches, and a store whose commit rewrites index
+// pages that the next batch changes again gains from fewer, larger ones.
+type RebuildBatcher interface {
+	RebuildBatchSize() int
+}

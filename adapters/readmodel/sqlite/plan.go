@@ -72,7 +72,8 @@ type cond struct {
 	// row tests a row of customers_gN (as c).
 	row     string
 	rowArgs []any
-	// inIndex: row reads only columns the wide indexes hold.
+	// inIndex: row reads only columns the wide indexes hold (see
+	// access.holds for the others).
 	inIndex bool
 	// terms selects the matching rows of customer_terms_gN (as t); empty
 	// for condColumn and condRange. unique: it selects each customer at
@@ -386,13 +387,14 @@ type access struct {
 	// scoped: the index starts with company_id and the walk is limited to
 	// the query's companies.
 	scoped bool
-	// wide: the index holds every column of the conditions inIndex.
+	// wide: the index holds every column of the conditions inIndex; the
+	// indexes of keptColumns hold filterHeld.
 	wide bool
 	// order the entries come in, "" for none a query sorts by.
 	order projections.SortKey
 	// rows: entries read to find every match.
 	rows float64
-	// termSets: the conditions the wide index does not hold (words,
+	// termSets: the conditions the index does not hold (words,
 	// expiry) are checked against their sets of seqs, built first, rather
 	// than on the rows, looked up one by one.
 	termSets bool
@@ -484,19 +486,28 @@ func (a access) inOrder() bool {
 	return a.driver.kind == condTerm && len(a.driver.vals) == 1
 }
 
-// residual: a match needs checks that the entries a does not hold, so each
-// entry read costs a lookup of its row.
-func (p *listPlan) residual(a access) bool {
-	if p.companies != nil && !a.scoped && !a.wide {
-		return true
-	}
-	for _, k := range p.conds {
-		if k != a.driver && !(a.wide && k.inIndex) {
-			return true
-		}
-	}
-	return false
+// keptColumns are the single-valued filter columns a customer keeps for
+// life or changes seldom; their indexes hold filterHeld after their key
+// (see customers.up.sql), so that no risk, tag or status change writes
+// them.
+var (
+	keptColumns = []string{"nationality", "country", "created_by_agent", "referral_code"}
+	filterHeld  = []string{"company_id", "birth_date", "doc_types"}
+)
+
+// keptIndex: a walks the index of a kept column.
+func (a access) keptIndex() bool {
+	return !a.wide && a.index != "" && a.driver != nil && a.driver.kind == condColumn && slices.Contains(keptColumns, a.driver.column)
 }
+
+// holds: a's entries carry what k checks.
+func (a access) holds(k *cond) bool {
+	return k.inIndex && (a.wide || (a.keptIndex() && slices.Contains(filterHeld, k.column)))
+}
+
+// holdsCompany: a's entries carry the company, so a scope is checked on
+// them.
+func (a access) holdsCompany() bool { return a.wide || a.keptIndex() }
 
 // cost is what reading visited entries through a costs, and a with its
 // choice of how to check words made; sortKey tells whether the rows that
@@ -515,33 +526,41 @@ func (p *listPlan) cost(a access, visited float64, sortKey bool, matches float64
 		c = visited * costSeek
 	case a.index == "":
 		c = visited * (costSet + costSeek)
-	case a.wide:
-		c = visited * costWide
-		// The share of entries that pass the filters in the index: the
+	default:
+		c = visited * costEntry
+		if a.wide {
+			c = visited * costWide
+		}
+		// The share of entries that pass the filters the index holds: the
 		// rest are checked on the row, looked up, or against the sets.
-		pass := 1.0
-		if p.all > 0 {
-			for _, k := range p.conds {
-				if k != a.driver && k.inIndex {
+		pass, onRow := 1.0, false
+		for _, k := range p.conds {
+			switch {
+			case k == a.driver:
+			case a.holds(k):
+				c = visited * costWide
+				if p.all > 0 {
 					pass *= min(1, k.est/p.all)
 				}
+			case k.inIndex:
+				onRow = true
 			}
-			if p.companies != nil && !a.scoped {
+		}
+		if p.companies != nil && !a.scoped {
+			if !a.holdsCompany() {
+				onRow = true
+			} else if p.all > 0 {
 				pass *= p.scope / p.all
 			}
 		}
-		if onSets := sets + visited*pass*costProbe; sets > 0 && onSets < visited*pass*costSeek {
+		switch onSets := sets + visited*pass*costProbe; {
+		case !onRow && sets > 0 && onSets < visited*pass*costSeek:
 			a.termSets = true
 			c += onSets
-		} else if sets > 0 {
+		case onRow || sets > 0:
 			c += visited * pass * costSeek
 			sortKey = false
 		}
-	case p.residual(a):
-		c = visited * costSeek
-		sortKey = false
-	default:
-		c = visited * costEntry
 	}
 	if a.index == "" {
 		sortKey = false

@@ -191,16 +191,16 @@ func (s *Store) upgradeCustomers(ctx context.Context, tx *sql.Tx, gen projection
 }
 
 // syncIndexes makes the secondary indexes of an active generation those of
-// its template: it drops the others and builds the missing ones.
+// its template: it drops the others, and those whose definition the
+// template changed, and builds the missing ones.
 func (s *Store) syncIndexes(ctx context.Context, tx *sql.Tx, name string, gen projections.Generation) error {
 	_, want := s.templates.Up(name, int64(gen))
-	wanted := map[string]bool{}
+	wanted := map[string]string{}
 	for _, ix := range want {
-		// "CREATE INDEX IF NOT EXISTS <name> ON ..."
-		wanted[strings.Fields(ix)[5]] = true
+		wanted[indexName(ix)] = indexDefinition(ix)
 	}
 	tables := s.generationTables(name, gen)
-	rows, err := tx.QueryContext(ctx, "SELECT name FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ("+
+	rows, err := tx.QueryContext(ctx, "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ("+
 		marks(len(tables))+")", anys(tables)...)
 	if err != nil {
 		return err
@@ -208,13 +208,14 @@ func (s *Store) syncIndexes(ctx context.Context, tx *sql.Tx, name string, gen pr
 	var drop []string
 	have := map[string]bool{}
 	for rows.Next() {
-		var ix string
-		if err := rows.Scan(&ix); err != nil {
+		var ix, def string
+		if err := rows.Scan(&ix, &def); err != nil {
 			rows.Close()
 			return err
 		}
-		have[ix] = true
-		if !wanted[ix] {
+		if w, ok := wanted[ix]; ok && w == indexDefinition(def) {
+			have[ix] = true
+		} else {
 			drop = append(drop, ix)
 		}
 	}
@@ -229,14 +230,14 @@ func (s *Store) syncIndexes(ctx context.Context, tx *sql.Tx, name string, gen pr
 		}
 	}
 	for _, ix := range want {
-		index := strings.Fields(ix)[5]
+		index := indexName(ix)
 		if have[index] {
 			continue
 		}
 		changed = true
 		// A large file takes minutes over these; say what the wait is.
 		began := time.Now()
-		s.log.Info("read models: building an index this release adds", "index", index)
+		s.log.Info("read models: building an index this release adds or changes", "index", index)
 		if _, err := tx.ExecContext(ctx, ix); err != nil {
 			return err
 		}
@@ -246,6 +247,20 @@ func (s *Store) syncIndexes(ctx context.Context, tx *sql.Tx, name string, gen pr
 		return nil
 	}
 	return s.analyze(ctx, tx, name, gen)
+}
+
+// indexName is the name a template's "CREATE INDEX IF NOT EXISTS <name> ON
+// ..." gives its index.
+func indexName(ix string) string { return strings.Fields(ix)[5] }
+
+// indexDefinition is a CREATE INDEX statement as SQLite keeps it in
+// sqlite_schema (without IF NOT EXISTS nor the semicolon), with its spaces
+// collapsed, so that
+// a template and a stored index compare equal when they define the same
+// index.
+func indexDefinition(ix string) string {
+	ix = strings.TrimSuffix(strings.TrimSpace(ix), ";")
+	return strings.Join(strings.Fields(strings.Replace(ix, " IF NOT EXISTS ", " ", 1)), " ")
 }
 
 // generationTables names the tables of a generation, as its "down" template

@@ -80,22 +80,34 @@ CREATE INDEX customers_g{gen}_company_by_name ON customers_g{gen} (company_id, n
 -- each sort key: a deep page of status and another filter in any order
 -- walks one in order and checks the other on its entries (at 1,000,000
 -- customers, status and risk by last update, page 500: p95 about 70 ms,
--- against 115 ms through the sort index). The other filters' indexes stay
--- narrow: a status change rewrites an entry in every index that holds
--- status, and making them all wide cut the events/s that writers held at
--- the default read lag could append by up to a third.
+-- against 115 ms through the sort index). The indexes of the columns a
+-- customer keeps for life or changes seldom (nationality, country, agent,
+-- referral code) also hold the other such columns: the company (every
+-- caller but a superuser is scoped to one), the birth date and the
+-- document types (age and document type match a third to a half of all
+-- customers, so they are combined with others far more than read alone).
+-- A risk, tag or status change never writes these indexes. The indexes of
+-- the columns that change (risk, video call, verification, state) stay
+-- narrow: their entries move with every change of their column, so the
+-- columns they held would be paid for by every such write. (Holding the
+-- three there too, three interleaved pairs at 1,000,000 customers gave a
+-- held-lag p99 of the customers list 35-45 ms higher: no more than the
+-- noise of those runs, but no write pays for them here.) Made wide, they
+-- cut the events/s that writers held at the default read lag could append
+-- by up to a third. plan.go's filterHeld and keptColumns name these
+-- columns.
 CREATE INDEX customers_g{gen}_status_created ON customers_g{gen} (status, created_at, seq, company_id, risk, verification_status, state, created_by_agent, country, nationality, video_call_status, verification_level, referral_code, birth_date, last_status_update, tags, access_roles, access_groups, doc_types);
 CREATE INDEX customers_g{gen}_status_updated ON customers_g{gen} (status, last_status_update, seq, company_id, risk, verification_status, state, created_by_agent, country, nationality, video_call_status, verification_level, referral_code, birth_date, created_at, tags, access_roles, access_groups, doc_types);
 CREATE INDEX customers_g{gen}_status_name ON customers_g{gen} (status, name_sort, seq, company_id, risk, verification_status, state, created_by_agent, country, nationality, video_call_status, verification_level, referral_code, birth_date, created_at, last_status_update, tags, access_roles, access_groups, doc_types);
-CREATE INDEX customers_g{gen}_nationality_created ON customers_g{gen} (nationality, created_at, seq);
+CREATE INDEX customers_g{gen}_nationality_created ON customers_g{gen} (nationality, created_at, seq, company_id, birth_date, doc_types);
 CREATE INDEX customers_g{gen}_risk_created ON customers_g{gen} (risk, created_at, seq);
 CREATE INDEX customers_g{gen}_video_call_status_created ON customers_g{gen} (video_call_status, created_at, seq);
 CREATE INDEX customers_g{gen}_verification_level_created ON customers_g{gen} (verification_level, created_at, seq);
 CREATE INDEX customers_g{gen}_verification_status_created ON customers_g{gen} (verification_status, created_at, seq);
 CREATE INDEX customers_g{gen}_state_created ON customers_g{gen} (state, created_at, seq);
-CREATE INDEX customers_g{gen}_country_created ON customers_g{gen} (country, created_at, seq);
-CREATE INDEX customers_g{gen}_created_by_agent_created ON customers_g{gen} (created_by_agent, created_at, seq);
-CREATE INDEX customers_g{gen}_referral_code_created ON customers_g{gen} (referral_code, created_at, seq);
+CREATE INDEX customers_g{gen}_country_created ON customers_g{gen} (country, created_at, seq, company_id, birth_date, doc_types);
+CREATE INDEX customers_g{gen}_created_by_agent_created ON customers_g{gen} (created_by_agent, created_at, seq, company_id, birth_date, doc_types);
+CREATE INDEX customers_g{gen}_referral_code_created ON customers_g{gen} (referral_code, created_at, seq, company_id, birth_date, doc_types);
 CREATE INDEX customers_g{gen}_birth ON customers_g{gen} (birth_date);
 
 -- Multi-valued filters: one row per (field, value) of a customer. Fields:
