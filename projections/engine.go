@@ -531,11 +531,9 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 			return err
 		}
 	}
-	size := e.batchSize
-	if watch != nil {
-		size = max(size, e.rebuildSize)
-	}
-	feed := make(chan domain.RecordedEvent, 2*size)
+	// A rebuilding runner stays on as the live one after the swap, so its
+	// feed holds the larger of the two batches.
+	feed := make(chan domain.RecordedEvent, 2*max(e.batchSize, e.rebuildSize))
 	subErr := make(chan error, 1)
 	go func() {
 		subErr <- e.events.SubscribeAll(ctx, from, func(ctx context.Context, ev domain.RecordedEvent) error {
@@ -547,7 +545,7 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 			}
 		})
 	}()
-	batch := make([]domain.RecordedEvent, 0, size)
+	batch := make([]domain.RecordedEvent, 0, e.batchSize)
 	defer applying.Store(0)
 	for {
 		select {
@@ -563,7 +561,7 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		}
 		limit := e.batchSize
 		if watch != nil && watch.active.Load() {
-			limit = size
+			limit = e.rebuildSize
 		}
 	fill:
 		for len(batch) < limit {

@@ -353,10 +353,13 @@ func TestRebuildBatchSize(t *testing.T) {
 	for _, c := range []struct {
 		name        string
 		config, own int
+		// the largest rebuild batch is within [lo, hi]
+		lo, hi int
 	}{
-		{"configured", 40, 0},
-		{"the store's", 0, 40},
-		{"configured over the store's", 40, 9},
+		{"configured", 40, 0, 10, 40},
+		{"the store's", 0, 40, 10, 40},
+		{"configured over the store's", 40, 9, 10, 40},
+		{"the store's, below BatchSize", 0, 3, 1, 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			svc, events := enginetest.NewService(t)
@@ -390,8 +393,8 @@ func TestRebuildBatchSize(t *testing.T) {
 			if obs.live == 0 || obs.live > 7 {
 				t.Errorf("largest live batch %d events, want 1 to 7", obs.live)
 			}
-			if obs.rebuild <= 9 || obs.rebuild > 40 {
-				t.Errorf("largest rebuild batch %d events, want 10 to 40", obs.rebuild)
+			if obs.rebuild < c.lo || obs.rebuild > c.hi {
+				t.Errorf("largest rebuild batch %d events, want %d to %d", obs.rebuild, c.lo, c.hi)
 			}
 		})
 	}

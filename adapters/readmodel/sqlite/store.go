@@ -686,11 +686,12 @@ func generationExists(ctx context.Context, tx *sql.Tx, name string, gen projecti
 
 // RebuildBatchSize implements projections.RebuildBatcher: consecutive
 // batches of a rebuild change many of the same pages (terms rows, the id
-// index), and fewer, larger commits write them fewer times. Measured at 100,000 customers, interleaved
-// runs on one log: the customers rebuild 17,236 and 18,846 events/s in
-// batches of 5000, 20,409 and 21,679 in batches of 20,000; audit 25-26k
-// against 26-27k. (On PostgreSQL the customers rebuild did not change and
-// the audit one lost about a tenth, so that store keeps the engine's size.)
+// index), and fewer, larger commits write them fewer times. Measured at
+// 100,000 customers, interleaved runs on one log: the customers rebuild
+// 17,236 and 18,846 events/s in batches of 5000, 20,409 and 21,679 in
+// batches of 20,000; audit 25-26k against 26-27k. (On PostgreSQL the
+// customers rebuild did not change and the audit one lost about a tenth,
+// so that store keeps the engine's size.)
 func (*Store) RebuildBatchSize() int { return 20_000 }
 
 // setCheckpoint moves a generation's checkpoint inside the transaction that

@@ -255,9 +255,8 @@ func indexName(ix string) string { return strings.Fields(ix)[5] }
 
 // indexDefinition is a CREATE INDEX statement as SQLite keeps it in
 // sqlite_schema (without IF NOT EXISTS nor the semicolon), with its spaces
-// collapsed, so that
-// a template and a stored index compare equal when they define the same
-// index.
+// collapsed, so that a template and a stored index compare equal when they
+// define the same index.
 func indexDefinition(ix string) string {
 	ix = strings.TrimSuffix(strings.TrimSpace(ix), ";")
 	return strings.Join(strings.Fields(strings.Replace(ix, " IF NOT EXISTS ", " ", 1)), " ")
