@@ -531,9 +531,13 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 			return err
 		}
 	}
-	// A rebuilding runner stays on as the live one after the swap, so its
-	// feed holds the larger of the two batches.
-	feed := make(chan domain.RecordedEvent, 2*max(e.batchSize, e.rebuildSize))
+	feedSize := e.batchSize
+	if watch != nil {
+		// A rebuilding runner stays on as the live one after the swap, so
+		// its feed holds the larger of the two batches.
+		feedSize = max(feedSize, e.rebuildSize)
+	}
+	feed := make(chan domain.RecordedEvent, 2*feedSize)
 	subErr := make(chan error, 1)
 	go func() {
 		subErr <- e.events.SubscribeAll(ctx, from, func(ctx context.Context, ev domain.RecordedEvent) error {

@@ -210,11 +210,7 @@ func (f *storeFlags) openReadModels(ctx context.Context, readOnly bool, log *slo
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
 	}
-	var opts []sqlite.Option
-	if log != nil {
-		opts = append(opts, sqlite.WithLogger(log))
-	}
-	return sqlite.Open(ctx, f.readPath(), opts...)
+	return sqlite.Open(ctx, f.readPath(), sqlite.WithLogger(log))
 }
 
 // leases returns the lease service of a deployment where several processes

@@ -497,7 +497,7 @@ var (
 
 // keptIndex: a walks the index of a kept column.
 func (a access) keptIndex() bool {
-	return !a.wide && a.index != "" && a.driver != nil && a.driver.kind == condColumn && slices.Contains(keptColumns, a.driver.column)
+	return a.driver != nil && a.driver.kind == condColumn && slices.Contains(keptColumns, a.driver.column)
 }
 
 // holds: a's entries carry what k checks.
@@ -527,18 +527,17 @@ func (p *listPlan) cost(a access, visited float64, sortKey bool, matches float64
 	case a.index == "":
 		c = visited * (costSet + costSeek)
 	default:
-		c = visited * costEntry
-		if a.wide {
-			c = visited * costWide
-		}
 		// The share of entries that pass the filters the index holds: the
 		// rest are checked on the row, looked up, or against the sets.
-		pass, onRow := 1.0, false
+		perEntry, pass, onRow := costEntry, 1.0, false
+		if a.wide {
+			perEntry = costWide
+		}
 		for _, k := range p.conds {
 			switch {
 			case k == a.driver:
 			case a.holds(k):
-				c = visited * costWide
+				perEntry = costWide
 				if p.all > 0 {
 					pass *= min(1, k.est/p.all)
 				}
@@ -546,6 +545,7 @@ func (p *listPlan) cost(a access, visited float64, sortKey bool, matches float64
 				onRow = true
 			}
 		}
+		c = visited * perEntry
 		if p.companies != nil && !a.scoped {
 			if !a.holdsCompany() {
 				onRow = true

@@ -299,19 +299,7 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 			if !sameSet(ids, want) {
 				t.Fatalf("query %+v: %s reads %v, want %v", q, query, ids, want)
 			}
-			var seqs []int64
-			rs, err := s.rdb.QueryContext(ctx, query, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rs.Next() {
-				var seq int64
-				if err := rs.Scan(&seq); err != nil {
-					t.Fatal(err)
-				}
-				seqs = append(seqs, seq)
-			}
-			rs.Close()
+			seqs := column[int64](t, s, query, args...)
 			if len(seqs) != len(want) {
 				t.Fatalf("query %+v: %s reads %d rows, want %d", q, query, len(seqs), len(want))
 			}
@@ -336,6 +324,28 @@ func idOfSeq(rows []projections.CustomerRow, seq int64) string {
 		}
 	}
 	return ""
+}
+
+// column reads the one column a query selects.
+func column[T any](t *testing.T, s *Store, query string, args ...any) []T {
+	t.Helper()
+	rs, err := s.rdb.QueryContext(t.Context(), query, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rs.Close()
+	var out []T
+	for rs.Next() {
+		var v T
+		if err := rs.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // checkIndex holds SQLite to the access: the index it names, or lookups by
@@ -469,29 +479,10 @@ func TestUpgrade(t *testing.T) {
 			dump("SELECT field || ' ' || value || ' ' || company_id, n FROM " + values + " WHERE n <> 0 ORDER BY 1")
 	}
 	wantSets, wantTerms, wantValues := snapshot(s)
-	var wantIndexes []string
-	indexes := func(s *Store) ([]string, error) {
-		var out []string
-		rs, err := s.rdb.QueryContext(ctx, "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
-		if err != nil {
-			return nil, err
-		}
-		defer rs.Close()
-		for rs.Next() {
-			var n, def string
-			if err := rs.Scan(&n, &def); err != nil {
-				return nil, err
-			}
-			out = append(out, n+" "+def)
-		}
-		return out, rs.Err()
+	indexes := func(s *Store) []string {
+		return column[string](t, s, "SELECT name || ' ' || sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
 	}
-	if err := func() (err error) {
-		wantIndexes, err = indexes(s)
-		return err
-	}(); err != nil {
-		t.Fatal(err)
-	}
+	wantIndexes := indexes(s)
 
 	// The older layout: no set columns nor search, terms rows keyed by
 	// (field, value, seq) without prev, created_at or company_id, no values
@@ -554,11 +545,7 @@ func TestUpgrade(t *testing.T) {
 	if gotValues != wantValues {
 		t.Errorf("values after the upgrade:\n%s\nwant\n%s", gotValues, wantValues)
 	}
-	got, err := indexes(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, wantIndexes) {
+	if got := indexes(s); !slices.Equal(got, wantIndexes) {
 		t.Errorf("indexes after the upgrade:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantIndexes, "\n"))
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -596,19 +583,7 @@ func TestFilterIndexesHoldWhatPlansAssume(t *testing.T) {
 			t.Errorf("%s is not a single-valued filter column", col)
 		}
 		ix := columnIndex(gen, col, projections.SortCreatedAt)
-		rs, err := s.rdb.QueryContext(t.Context(), "SELECT name FROM pragma_index_info(?)", ix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cols []string
-		for rs.Next() {
-			var c string
-			if err := rs.Scan(&c); err != nil {
-				t.Fatal(err)
-			}
-			cols = append(cols, c)
-		}
-		rs.Close()
+		cols := column[string](t, s, "SELECT name FROM pragma_index_info(?)", ix)
 		for _, held := range filterHeld {
 			if !slices.Contains(cols, held) {
 				t.Errorf("index %s holds %v, not %s", ix, cols, held)

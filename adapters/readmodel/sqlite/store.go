@@ -111,9 +111,14 @@ const walLimitPages = 10000
 type Option func(*Store)
 
 // WithLogger sets where Open reports the long work an upgrade of an older
-// file does (building indexes of every active generation).
+// file does (building indexes of every active generation); nil reports
+// nothing.
 func WithLogger(l *slog.Logger) Option {
-	return func(s *Store) { s.log = l }
+	return func(s *Store) {
+		if l != nil {
+			s.log = l
+		}
+	}
 }
 
 // Open opens the store at path for reading and writing, creating the file
