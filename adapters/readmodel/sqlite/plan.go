@@ -34,6 +34,11 @@ const (
 	costWide = 0.15
 	// costSeek: reading a row by seq (a B-tree descent).
 	costSeek = 2
+	// costProbeSeek: finding an entry by its whole key in a narrow index,
+	// whose pages stay in the cache where the rows' do not (a tag of
+	// 66,000 customers checked against a verification status at 1,000,000
+	// customers: 62 ms this way, 113 ms by the rows).
+	costProbeSeek = 1
 	// costSet: adding a seq to the set a terms filter selects, which SQLite
 	// builds before it reads any row; costProbe: looking a seq up in it.
 	costSet   = 1.5
@@ -398,9 +403,11 @@ type access struct {
 	// expiry) are checked against their sets of seqs, built first, rather
 	// than on the rows, looked up one by one.
 	termSets bool
-	// byTerms: the lone condition's terms rows are the matches, counted
-	// and paged without reading a customer (they hold the company and the
-	// default sort key); a page in another order reads the rows.
+	// byTerms: the driver's terms rows are the matches, counted and paged
+	// without reading a customer (they hold the company and the default
+	// sort key); every other condition, a column's, is checked by finding
+	// the entry of the terms row's customer in that column's index (see
+	// probe). A page in another order reads the rows.
 	byTerms bool
 }
 
@@ -472,12 +479,41 @@ func (p *listPlan) accesses() []access {
 			}
 		case condTerm, condWord, condExpiry:
 			out = append(out, access{driver: k, rows: k.est})
-			if len(p.conds) == 1 && k.unique {
+			if k.unique && p.probed(k) {
 				out = append(out, access{driver: k, rows: k.est, byTerms: true})
 			}
 		}
 	}
 	return out
+}
+
+// probed: every condition but driver is a column's, which a terms row of
+// driver can be checked against in that column's index: the index starts
+// with the column, then the created date and seq the terms row holds.
+func (p *listPlan) probed(driver *cond) bool {
+	for _, k := range p.conds {
+		if k != driver && k.kind != condColumn {
+			return false
+		}
+	}
+	return true
+}
+
+// probeCost is what checking n terms rows of a's driver against the other
+// conditions costs; each check reaches only the rows the ones before it
+// passed.
+func (p *listPlan) probeCost(a access, n float64) float64 {
+	var c float64
+	for _, k := range p.conds {
+		if k == a.driver {
+			continue
+		}
+		c += n * costProbeSeek
+		if p.all > 0 {
+			n *= min(1, k.est/p.all)
+		}
+	}
+	return c
 }
 
 // inOrder: the terms rows of a's condition come in the default sort order,
@@ -573,7 +609,7 @@ func (p *listPlan) cost(a access, visited float64, sortKey bool, matches float64
 
 func (p *listPlan) countCost(a access) (float64, access) {
 	if a.byTerms {
-		return a.rows * costEntry, a
+		return a.rows*costEntry + p.probeCost(a, a.rows), a
 	}
 	return p.cost(a, a.rows, false, 0)
 }
@@ -589,9 +625,9 @@ func (p *listPlan) pageCost(a access, key projections.SortKey, end, total float6
 		if total > 0 {
 			visited = min(a.rows, math.Ceil(end*a.rows/total))
 		}
-		return visited * costEntry, a
+		return visited*costEntry + p.probeCost(a, visited), a
 	case a.byTerms:
-		return a.rows*costEntry + total*costSort, a
+		return a.rows*costEntry + p.probeCost(a, a.rows) + total*costSort, a
 	}
 	if a.order == key {
 		visited := a.rows
@@ -687,14 +723,28 @@ func (p *listPlan) countSQLWith(a access) (string, []any) {
 }
 
 // termsFrom is the FROM and WHERE clauses that read the terms rows of a's
-// condition in the query's companies.
+// condition in the query's companies that match the other conditions.
 func (p *listPlan) termsFrom(a access) (string, []any) {
 	var w where
 	w.add(a.driver.terms, a.driver.termsArgs...)
 	if p.companies != nil {
 		w.add(inList("t.company_id", len(p.companies)), anys(p.companies)...)
 	}
+	for _, k := range p.conds {
+		if k != a.driver {
+			w.add(p.probe(k), k.rowArgs...)
+		}
+	}
 	return termsTable(p.gen) + " AS t" + w.String(), w.args
+}
+
+// probe tests whether the customer of terms row t matches the column
+// condition k, off k's index alone: the entry with t's created date and
+// seq under one of k's values.
+func (p *listPlan) probe(k *cond) string {
+	return "EXISTS (SELECT 1 FROM " + customersTable(p.gen) + " AS i INDEXED BY " +
+		columnIndex(p.gen, k.column, projections.SortCreatedAt) + " WHERE " + inList("i."+k.column, len(k.rowArgs)) +
+		" AND i.created_at = t.created_at AND i.seq = t.seq)"
 }
 
 // pageSQL selects the seqs of one page of total matches.

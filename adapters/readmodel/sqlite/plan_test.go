@@ -229,7 +229,20 @@ func planStore(t *testing.T, path string) (*Store, []projections.CustomerRow) {
 // It returns how many of the accesses read the terms alone (byTerms),
 // in order and by a range of values, so that a caller can tell the data
 // reached them.
-func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projections.CustomerRow) (ordered, ranged int) {
+// planCases counts the kinds of access checkPlans ran, so that a test can
+// tell its queries reached each.
+type planCases struct {
+	// ordered, ranged: pages read off the terms rows alone, of one value
+	// and of a range; probed: counts and pages off the terms rows with
+	// other conditions checked in their column indexes.
+	ordered, ranged, probed int
+}
+
+func (c *planCases) add(o planCases) {
+	c.ordered, c.ranged, c.probed = c.ordered+o.ordered, c.ranged+o.ranged, c.probed+o.probed
+}
+
+func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projections.CustomerRow) (cases planCases) {
 	t.Helper()
 	ctx := t.Context()
 	gen := s.active[projections.CustomersProjection]
@@ -247,7 +260,7 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 	}
 	p := newListPlan(q, gen)
 	if p.empty {
-		return 0, 0
+		return cases
 	}
 	if err := p.estimate(ctx, s.rdb); err != nil {
 		t.Fatal(err)
@@ -266,10 +279,13 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 	for _, a := range p.accesses() {
 		if a.byTerms && q.Sort == projections.SortCreatedAt && q.Offset() < total {
 			if a.inOrder() {
-				ordered++
+				cases.ordered++
 			} else {
-				ranged++
+				cases.ranged++
 			}
+		}
+		if a.byTerms && len(p.conds) > 1 && total > 0 {
+			cases.probed++
 		}
 		for _, sets := range []bool{false, true} {
 			if sets && a.index == "" {
@@ -296,6 +312,7 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 				t.Fatalf("%s: %v", query, err)
 			}
 			checkIndex(t, s, a, query, args)
+			checkProbes(t, s, p, a, query, args)
 			if !sameSet(ids, want) {
 				t.Fatalf("query %+v: %s reads %v, want %v", q, query, ids, want)
 			}
@@ -310,7 +327,7 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 			}
 		}
 	}
-	return ordered, ranged
+	return cases
 }
 
 func sameSet(a, b []string) bool {
@@ -352,21 +369,7 @@ func column[T any](t *testing.T, s *Store, query string, args ...any) []T {
 // seq, and no walk of the whole table.
 func checkIndex(t *testing.T, s *Store, a access, query string, args []any) {
 	t.Helper()
-	rs, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	var lines []string
-	for rs.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rs.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, detail)
-	}
-	plan := strings.Join(lines, " \n") + " "
+	plan := queryPlan(t, s, query, args)
 	want := "INDEX " + a.index + " "
 	switch {
 	case a.byTerms:
@@ -382,6 +385,48 @@ func checkIndex(t *testing.T, s *Store, a access, query string, args []any) {
 	}
 }
 
+// queryPlan is SQLite's plan of query, a line per step, each ending in " ".
+func queryPlan(t *testing.T, s *Store, query string, args []any) string {
+	t.Helper()
+	rs, err := s.rdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	var lines []string
+	for rs.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rs.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, detail)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(lines, " \n") + " "
+}
+
+// checkProbes holds SQLite to the probes of a: each finds its entry by the
+// whole key of the column's index.
+func checkProbes(t *testing.T, s *Store, p *listPlan, a access, query string, args []any) {
+	t.Helper()
+	if !a.byTerms || !strings.HasPrefix(query, "SELECT t.seq ") && !strings.HasPrefix(query, "SELECT count(*) FROM "+termsTable(p.gen)) {
+		return
+	}
+	plan := queryPlan(t, s, query, args)
+	for _, k := range p.conds {
+		if k == a.driver {
+			continue
+		}
+		want := "INDEX " + columnIndex(p.gen, k.column, projections.SortCreatedAt) + " (" + k.column + "=? AND created_at=? AND seq=?"
+		if !strings.Contains(plan, want) {
+			t.Fatalf("%s\nplan:\n%s\nwant %s", query, plan, want)
+		}
+	}
+}
+
 func TestEveryPlan(t *testing.T) {
 	s, rows := planStore(t, filepath.Join(t.TempDir(), "read.db"))
 	var stars, full int
@@ -393,10 +438,9 @@ func TestEveryPlan(t *testing.T) {
 		t.Fatalf("%d customers with expiries '*' and %d with every slot taken: the data misses a case", stars, full)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	var ordered, ranged int
+	var cases planCases
 	for range 150 {
-		o, r := checkPlans(t, s, planQuery(rng), rows)
-		ordered, ranged = ordered+o, ranged+r
+		cases.add(checkPlans(t, s, planQuery(rng), rows))
 	}
 	// A lone filter on terms, in the default order both ways, with and
 	// without a company scope, on every page there is.
@@ -404,22 +448,25 @@ func TestEveryPlan(t *testing.T) {
 		{Tags: []string{"vip"}}, {AccessRoles: []string{"admin"}}, {DocumentTypes: []string{"pass"}},
 		{Q: "an"}, {Q: "sil"}, {Expiry: projections.DateRange{From: "2024-03-01", To: "2025-06-30"}},
 		{Expiry: projections.DateRange{To: "2024-12-31"}},
+		// and with columns, which are checked in their indexes.
+		{Tags: []string{"vip"}, Statuses: planStatuses[:2]}, {AccessRoles: []string{"admin"}, VerificationLevels: []int{1, 2}},
+		{Q: "an", Risks: []string{"", domain.RiskHigh}, Nationalities: []string{"PT"}},
 	} {
 		for _, scope := range []string{"", "globex"} {
 			for _, desc := range []bool{true, false} {
 				for page := 1; page <= 6; page++ {
 					q := lone
 					q.ScopeCompany, q.Desc, q.Page, q.PerPage, q.Now = scope, desc, page, 20, planNow
-					o, r := checkPlans(t, s, q.Normalized(), rows)
-					ordered, ranged = ordered+o, ranged+r
+					cases.add(checkPlans(t, s, q.Normalized(), rows))
 				}
 			}
 		}
 	}
-	// Pages read off the terms alone, for one value and for a range.
-	t.Logf("%d pages off the terms of one value, %d off a range of terms", ordered, ranged)
-	if ordered < 3 || ranged < 3 {
-		t.Fatalf("%d pages off the terms of one value, %d off a range: the queries miss a case", ordered, ranged)
+	// Pages read off the terms alone, for one value and for a range, and
+	// with other conditions checked in their indexes.
+	t.Logf("%+v", cases)
+	if cases.ordered < 3 || cases.ranged < 3 || cases.probed < 3 {
+		t.Fatalf("%+v: the queries miss a case", cases)
 	}
 }
 
