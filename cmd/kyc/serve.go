@@ -64,8 +64,8 @@ and logs where it is; send it as Authorization: Bearer <token>.`,
 
 // defaultMaxReadLag keeps the lists about a tenth of a second (p99) behind
 // the commands instead of over a second when 64 writers outrun the
-// projections on the 2-core development machine (the README's read-model
-// benchmarks: 20,000 customers on SQLite, 2,000 on PostgreSQL).
+// projections on the 2-core development machine (docs/benchmarks.md, read
+// models: 20,000 customers on SQLite, 2,000 on PostgreSQL).
 const defaultMaxReadLag = 50 * time.Millisecond
 
 func newLogger(level string) (*slog.Logger, error) {
