@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"slices"
@@ -499,15 +500,25 @@ func (p *listPlan) probed(driver *cond) bool {
 	return true
 }
 
+// probes are the conditions a terms row of driver is checked against, the
+// fewest matches first, so that each check reaches as few rows as it can.
+func (p *listPlan) probes(driver *cond) []*cond {
+	var out []*cond
+	for _, k := range p.conds {
+		if k != driver {
+			out = append(out, k)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *cond) int { return cmp.Compare(a.est, b.est) })
+	return out
+}
+
 // probeCost is what checking n terms rows of a's driver against the other
 // conditions costs; each check reaches only the rows the ones before it
 // passed.
 func (p *listPlan) probeCost(a access, n float64) float64 {
 	var c float64
-	for _, k := range p.conds {
-		if k == a.driver {
-			continue
-		}
+	for _, k := range p.probes(a.driver) {
 		c += n * costProbeSeek
 		if p.all > 0 {
 			n *= min(1, k.est/p.all)
@@ -730,10 +741,8 @@ func (p *listPlan) termsFrom(a access) (string, []any) {
 	if p.companies != nil {
 		w.add(inList("t.company_id", len(p.companies)), anys(p.companies)...)
 	}
-	for _, k := range p.conds {
-		if k != a.driver {
-			w.add(p.probe(k), k.rowArgs...)
-		}
+	for _, k := range p.probes(a.driver) {
+		w.add(p.probe(k), k.rowArgs...)
 	}
 	return termsTable(p.gen) + " AS t" + w.String(), w.args
 }

@@ -222,19 +222,12 @@ func planStore(t *testing.T, path string) (*Store, []projections.CustomerRow) {
 	return s, rows
 }
 
-// checkPlans runs q through every access, both ways of checking words, and
-// compares each count and page with the oracle; it checks that SQLite reads
-// the index an access names.
-//
-// It returns how many of the accesses read the terms alone (byTerms),
-// in order and by a range of values, so that a caller can tell the data
-// reached them.
 // planCases counts the kinds of access checkPlans ran, so that a test can
 // tell its queries reached each.
 type planCases struct {
-	// ordered, ranged: pages read off the terms rows alone, of one value
-	// and of a range; probed: counts and pages off the terms rows with
-	// other conditions checked in their column indexes.
+	// ordered, ranged: pages read off the terms rows alone (byTerms), of
+	// one value and of a range; probed: accesses off the terms rows that
+	// check other conditions in their column indexes.
 	ordered, ranged, probed int
 }
 
@@ -242,6 +235,10 @@ func (c *planCases) add(o planCases) {
 	c.ordered, c.ranged, c.probed = c.ordered+o.ordered, c.ranged+o.ranged, c.probed+o.probed
 }
 
+// checkPlans runs q through every access, both ways of checking words, and
+// compares each count and page with the oracle; it checks that SQLite reads
+// the index an access names, and each column's index a probe names. It
+// returns the kinds of access that had matches to read.
 func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projections.CustomerRow) (cases planCases) {
 	t.Helper()
 	ctx := t.Context()
@@ -304,6 +301,7 @@ func checkPlans(t *testing.T, s *Store, q projections.ListQuery, rows []projecti
 				// the query names; the store takes it from the counts.
 				checkIndex(t, s, a, query, args)
 			}
+			checkProbes(t, s, p, a, query, args)
 			query, args = p.pageSQLWith(a, q)
 			var ids []string
 			if err := s.queryRows(ctx, s.rdb, selectRows(gen)+" WHERE c.seq IN ("+query+")", args, func(r projections.CustomerRow) {
