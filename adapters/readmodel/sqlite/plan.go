@@ -410,6 +410,10 @@ type access struct {
 	// the entry of the terms row's customer in that column's index (see
 	// probe). A page in another order reads the rows.
 	byTerms bool
+	// merged (with byTerms): the other conditions are not probed; the
+	// terms rows and the entries of each column's index, all in created
+	// order, are intersected as they are read (see mergeable).
+	merged bool
 }
 
 func sortIndex(gen projections.Generation, key projections.SortKey, scoped bool) string {
@@ -483,6 +487,9 @@ func (p *listPlan) accesses() []access {
 			if k.unique && p.probed(k) {
 				out = append(out, access{driver: k, rows: k.est, byTerms: true})
 			}
+			if p.mergeable(k) {
+				out = append(out, access{driver: k, rows: k.est, byTerms: true, merged: true})
+			}
 		}
 	}
 	return out
@@ -498,6 +505,48 @@ func (p *listPlan) probed(driver *cond) bool {
 		}
 	}
 	return true
+}
+
+// mergeable: driver's terms rows and the other conditions' index entries
+// can each be read in created order and intersected in one pass: driver
+// is one value of a terms field, which orders its rows by created date and
+// seq, and each other condition is one value of a column, whose index
+// orders its entries under the value the same way. (An IN list would come
+// value after value, so SQLite would sort it first.) Reading every entry
+// of both beats a probe per terms row when the column's matches are not
+// many more than the terms rows (tag and verification status at 1,000,000
+// customers, 67,000 and 320,000 entries: 42 ms merged, 62 ms probed).
+func (p *listPlan) mergeable(driver *cond) bool {
+	if len(p.conds) < 2 || driver.kind != condTerm || len(driver.vals) != 1 {
+		return false
+	}
+	for _, k := range p.conds {
+		if k != driver && (k.kind != condColumn || len(k.rowArgs) != 1) {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeCost is what reading n entries of the terms rows of a's driver,
+// and as large a share of each other condition's entries, costs: all of
+// them for a count, up to the end of a page for a page.
+func (p *listPlan) mergeCost(a access, n float64) float64 {
+	c := n * costEntry
+	for _, k := range p.conds {
+		if k == a.driver {
+			continue
+		}
+		per := costEntry
+		if k.column == "status" {
+			// Only status's index holds every filtered column.
+			per = costWide
+		}
+		if a.rows > 0 {
+			c += n / a.rows * k.est * per
+		}
+	}
+	return c
 }
 
 // probes are the conditions a terms row of driver is checked against, the
@@ -619,7 +668,10 @@ func (p *listPlan) cost(a access, visited float64, sortKey bool, matches float64
 }
 
 func (p *listPlan) countCost(a access) (float64, access) {
-	if a.byTerms {
+	switch {
+	case a.merged:
+		return p.mergeCost(a, a.rows), a
+	case a.byTerms:
 		return a.rows*costEntry + p.probeCost(a, a.rows), a
 	}
 	return p.cost(a, a.rows, false, 0)
@@ -630,7 +682,14 @@ func (p *listPlan) pageCost(a access, key projections.SortKey, end, total float6
 	switch {
 	case a.byTerms && key != projections.SortCreatedAt:
 		// pageSQLWith reads the rows for their sort key, as without byTerms.
-		a.byTerms = false
+		a.byTerms, a.merged = false, false
+	case a.merged:
+		// The merge stops at the end of the page.
+		visited := a.rows
+		if total > 0 {
+			visited = min(a.rows, math.Ceil(end*a.rows/total))
+		}
+		return p.mergeCost(a, visited), a
 	case a.byTerms && a.inOrder():
 		visited := a.rows
 		if total > 0 {
@@ -725,6 +784,10 @@ func (p *listPlan) countSQL() (string, []any) {
 }
 
 func (p *listPlan) countSQLWith(a access) (string, []any) {
+	if a.merged {
+		sel, args := p.mergeSQL(a, "")
+		return "SELECT count(*) FROM (" + sel + ")", args
+	}
 	if a.byTerms {
 		from, args := p.termsFrom(a)
 		return "SELECT count(*) FROM " + from, args
@@ -745,6 +808,27 @@ func (p *listPlan) termsFrom(a access) (string, []any) {
 		w.add(p.probe(k), k.rowArgs...)
 	}
 	return termsTable(p.gen) + " AS t" + w.String(), w.args
+}
+
+// mergeSQL selects the created date and seq of every match of the merged
+// access a, in created order (dir "" or " DESC"), with the query's
+// companies checked on the terms rows. The ORDER BY is what makes SQLite
+// intersect the sorted arms as it reads them instead of building a table of
+// one of them.
+func (p *listPlan) mergeSQL(a access, dir string) (string, []any) {
+	var w where
+	w.add(a.driver.terms, a.driver.termsArgs...)
+	if p.companies != nil {
+		w.add(inList("t.company_id", len(p.companies)), anys(p.companies)...)
+	}
+	sel := "SELECT t.created_at, t.seq FROM " + termsTable(p.gen) + " AS t" + w.String()
+	args := w.args
+	for _, k := range p.probes(a.driver) {
+		sel += " INTERSECT SELECT i.created_at, i.seq FROM " + customersTable(p.gen) + " AS i INDEXED BY " +
+			columnIndex(p.gen, k.column, projections.SortCreatedAt) + " WHERE i." + k.column + " = ?"
+		args = append(args, k.rowArgs...)
+	}
+	return sel + " ORDER BY 1" + dir + ", 2" + dir, args
 }
 
 // probe tests whether the customer of terms row t matches the column
@@ -768,12 +852,19 @@ func (p *listPlan) pageSQLWith(a access, q projections.ListQuery) (string, []any
 	if q.Desc {
 		dir = " DESC"
 	}
+	if a.merged && q.Sort == projections.SortCreatedAt {
+		sel, args := p.mergeSQL(a, dir)
+		// The outer ORDER BY keeps the page's order, which a subquery's
+		// does not promise; it sorts the page's rows only.
+		return "SELECT m.seq FROM (" + sel + " LIMIT ? OFFSET ?) AS m ORDER BY m.created_at" + dir + ", m.seq" + dir,
+			append(args, int64(q.PerPage), int64(q.Offset()))
+	}
 	if a.byTerms && q.Sort == projections.SortCreatedAt {
 		from, args := p.termsFrom(a)
 		return "SELECT t.seq FROM " + from + " ORDER BY t.created_at" + dir + ", t.seq" + dir + " LIMIT ? OFFSET ?",
 			append(args, int64(q.PerPage), int64(q.Offset()))
 	}
-	a.byTerms = false
+	a.byTerms, a.merged = false, false
 	from, args := p.from(a)
 	return "SELECT c.seq FROM " + from + " ORDER BY c." + sortColumn(q.Sort) + dir + ", c.seq" + dir + " LIMIT ? OFFSET ?",
 		append(args, int64(q.PerPage), int64(q.Offset()))
