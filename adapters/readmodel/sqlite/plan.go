@@ -796,14 +796,21 @@ func (p *listPlan) countSQLWith(a access) (string, []any) {
 	return "SELECT count(*) FROM " + from, args
 }
 
-// termsFrom is the FROM and WHERE clauses that read the terms rows of a's
-// condition in the query's companies that match the other conditions.
-func (p *listPlan) termsFrom(a access) (string, []any) {
+// termsWhere selects the terms rows (as t) of a's condition in the query's
+// companies.
+func (p *listPlan) termsWhere(a access) where {
 	var w where
 	w.add(a.driver.terms, a.driver.termsArgs...)
 	if p.companies != nil {
 		w.add(inList("t.company_id", len(p.companies)), anys(p.companies)...)
 	}
+	return w
+}
+
+// termsFrom is the FROM and WHERE clauses that read the terms rows of a's
+// condition in the query's companies that match the other conditions.
+func (p *listPlan) termsFrom(a access) (string, []any) {
+	w := p.termsWhere(a)
 	for _, k := range p.probes(a.driver) {
 		w.add(p.probe(k), k.rowArgs...)
 	}
@@ -816,11 +823,7 @@ func (p *listPlan) termsFrom(a access) (string, []any) {
 // intersect the sorted arms as it reads them instead of building a table of
 // one of them.
 func (p *listPlan) mergeSQL(a access, dir string) (string, []any) {
-	var w where
-	w.add(a.driver.terms, a.driver.termsArgs...)
-	if p.companies != nil {
-		w.add(inList("t.company_id", len(p.companies)), anys(p.companies)...)
-	}
+	w := p.termsWhere(a)
 	sel := "SELECT t.created_at, t.seq FROM " + termsTable(p.gen) + " AS t" + w.String()
 	args := w.args
 	for _, k := range p.probes(a.driver) {
