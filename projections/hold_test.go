@@ -27,8 +27,8 @@ func TestHoldAfter(t *testing.T) {
 		{"an event in time raises it a little", 40 * ms, 0, 1, scaled(40*ms, rise), false},
 		{"lateShare late leaves it where it is", 40 * ms, 1, 199, 40 * ms, true},
 		{"never above MaxLag", 50 * ms, 0, 100000, 50 * ms, false},
-		{"never below a tenth of MaxLag", 6 * ms, 1000, 0, 5 * ms, false},
-		{"from the floor it rises", 5 * ms, 0, 1000, scaled(5*ms, 1000*rise), false},
+		{"never below MaxLag/holdFloor", 50 * ms / holdFloor * 6 / 5, 1000, 0, 50 * ms / holdFloor, false},
+		{"from the floor it rises", 50 * ms / holdFloor, 0, 1000, scaled(50*ms/holdFloor, 1000*rise), false},
 		{"an empty batch changes nothing", 40 * ms, 0, 0, 40 * ms, false},
 	} {
 		got := holdAfter(tc.threshold, tc.late, tc.onTime, 50*ms)
