@@ -265,10 +265,9 @@ func (e *Engine) behind() (time.Duration, string) {
 // only while a batch is actually behind. Under 64 writers the threshold
 // falls to its floor (lowering the floor changes what is held); a floor of
 // a fortieth instead of a tenth (1.25 ms at the default) keeps batches
-// smaller: on PostgreSQL, four interleaved pairs
-// gave a customers p99 of 40-44 ms instead of 46-48 ms at the same write
-// rate, and on SQLite at 100,000 customers a p50 of 18-19 ms instead of
-// 23-24 ms with p99 unchanged.
+// smaller: on PostgreSQL, four interleaved pairs gave a customers p99 of
+// 40-44 ms instead of 46-48 ms at the same write rate, and on SQLite at
+// 100,000 customers a p50 of 18-19 ms instead of 23-24 ms, p99 unchanged.
 const (
 	holdFloor = 40
 	lateShare = 0.005
