@@ -469,8 +469,8 @@ func (p *listPlan) accesses() []access {
 	for _, k := range p.conds {
 		switch k.kind {
 		case condColumn:
-			// Only status's indexes are wide, one per sort key.
-			wide := k.column == "status"
+			// Only status has one for each sort key.
+			wide := wideColumn(k.column)
 			keys := []projections.SortKey{projections.SortCreatedAt}
 			if wide {
 				keys = projections.SortKeys
@@ -517,11 +517,11 @@ func (p *listPlan) probed(driver *cond) bool {
 // many more than the terms rows (tag and verification status at 1,000,000
 // customers, 67,000 and 320,000 entries: 42 ms merged, 62 ms probed).
 func (p *listPlan) mergeable(driver *cond) bool {
-	if len(p.conds) < 2 || driver.kind != condTerm || len(driver.vals) != 1 {
+	if len(p.conds) < 2 || !(access{driver: driver}).inOrder() || !p.probed(driver) {
 		return false
 	}
-	for _, k := range p.conds {
-		if k != driver && (k.kind != condColumn || len(k.rowArgs) != 1) {
+	for _, k := range p.probes(driver) {
+		if len(k.rowArgs) != 1 {
 			return false
 		}
 	}
@@ -533,13 +533,9 @@ func (p *listPlan) mergeable(driver *cond) bool {
 // them for a count, up to the end of a page for a page.
 func (p *listPlan) mergeCost(a access, n float64) float64 {
 	c := n * costEntry
-	for _, k := range p.conds {
-		if k == a.driver {
-			continue
-		}
+	for _, k := range p.probes(a.driver) {
 		per := costEntry
-		if k.column == "status" {
-			// Only status's index holds every filtered column.
+		if wideColumn(k.column) {
 			per = costWide
 		}
 		if a.rows > 0 {
@@ -575,6 +571,10 @@ func (p *listPlan) probeCost(a access, n float64) float64 {
 	}
 	return c
 }
+
+// wideColumn: the index of the column holds every filtered column (see
+// customers.up.sql); only status's does.
+func wideColumn(col string) bool { return col == "status" }
 
 // inOrder: the terms rows of a's condition come in the default sort order,
 // since they share field and value.
@@ -685,29 +685,27 @@ func (p *listPlan) pageCost(a access, key projections.SortKey, end, total float6
 		a.byTerms, a.merged = false, false
 	case a.merged:
 		// The merge stops at the end of the page.
-		visited := a.rows
-		if total > 0 {
-			visited = min(a.rows, math.Ceil(end*a.rows/total))
-		}
-		return p.mergeCost(a, visited), a
+		return p.mergeCost(a, pageShare(a.rows, end, total)), a
 	case a.byTerms && a.inOrder():
-		visited := a.rows
-		if total > 0 {
-			visited = min(a.rows, math.Ceil(end*a.rows/total))
-		}
+		visited := pageShare(a.rows, end, total)
 		return visited*costEntry + p.probeCost(a, visited), a
 	case a.byTerms:
 		return a.rows*costEntry + p.probeCost(a, a.rows) + total*costSort, a
 	}
 	if a.order == key {
-		visited := a.rows
-		if total > 0 {
-			visited = min(a.rows, math.Ceil(end*a.rows/total))
-		}
-		return p.cost(a, visited, false, 0)
+		return p.cost(a, pageShare(a.rows, end, total), false, 0)
 	}
 	c, a := p.cost(a, a.rows, true, total)
 	return c + total*costSort, a
+}
+
+// pageShare is how many of rows, read in order, a page ending at match end
+// of total reads: matches are taken to be spread evenly among them.
+func pageShare(rows, end, total float64) float64 {
+	if total <= 0 {
+		return rows
+	}
+	return min(rows, math.Ceil(end*rows/total))
 }
 
 func cheapest(as []access, cost func(access) (float64, access)) access {
@@ -827,8 +825,7 @@ func (p *listPlan) mergeSQL(a access, dir string) (string, []any) {
 	sel := "SELECT t.created_at, t.seq FROM " + termsTable(p.gen) + " AS t" + w.String()
 	args := w.args
 	for _, k := range p.probes(a.driver) {
-		sel += " INTERSECT SELECT i.created_at, i.seq FROM " + customersTable(p.gen) + " AS i INDEXED BY " +
-			columnIndex(p.gen, k.column, projections.SortCreatedAt) + " WHERE i." + k.column + " = ?"
+		sel += " INTERSECT SELECT i.created_at, i.seq FROM " + p.inColumnIndex(k) + " WHERE i." + k.column + " = ?"
 		args = append(args, k.rowArgs...)
 	}
 	return sel + " ORDER BY 1" + dir + ", 2" + dir, args
@@ -838,9 +835,14 @@ func (p *listPlan) mergeSQL(a access, dir string) (string, []any) {
 // condition k, off k's index alone: the entry with t's created date and
 // seq under one of k's values.
 func (p *listPlan) probe(k *cond) string {
-	return "EXISTS (SELECT 1 FROM " + customersTable(p.gen) + " AS i INDEXED BY " +
-		columnIndex(p.gen, k.column, projections.SortCreatedAt) + " WHERE " + inList("i."+k.column, len(k.rowArgs)) +
+	return "EXISTS (SELECT 1 FROM " + p.inColumnIndex(k) + " WHERE " + inList("i."+k.column, len(k.rowArgs)) +
 		" AND i.created_at = t.created_at AND i.seq = t.seq)"
+}
+
+// inColumnIndex reads the customers (as i) through the default-order index
+// of k's column, which probes and merges use.
+func (p *listPlan) inColumnIndex(k *cond) string {
+	return customersTable(p.gen) + " AS i INDEXED BY " + columnIndex(p.gen, k.column, projections.SortCreatedAt)
 }
 
 // pageSQL selects the seqs of one page of total matches.
