@@ -56,10 +56,11 @@ type ServiceConfig struct {
 }
 
 // Admission holds commands back while something that follows the log cannot
-// keep up with it. Admit returns nil when the command may go on, after
-// waiting if need be, or the context's error.
+// keep up with it. Admit returns when the command may go on, after waiting
+// if need be, with done, which the caller calls once the command has ended;
+// or the context's error.
 type Admission interface {
-	Admit(ctx context.Context) error
+	Admit(ctx context.Context) (done func(), err error)
 }
 
 // Service decides commands against folded customer state and appends the
@@ -145,9 +146,11 @@ func (s *Service) Register(ctx context.Context, cmd RegisterCustomer, opts Optio
 	if cmd.Company != caller.Actor.Company && !caller.IsSuperuser() {
 		return Result{}, &FieldError{Field: "company", Detail: "only a superuser may register a customer in another company", Err: ErrForbidden}
 	}
-	if err := s.admit(ctx); err != nil {
+	admitted, err := s.admit(ctx)
+	if err != nil {
 		return Result{}, err
 	}
+	defer admitted()
 	name := cmd.Lifecycle
 	if name == "" {
 		name = s.lifecycles.Default()
@@ -249,14 +252,16 @@ func (s *Service) priorHolders(ctx context.Context, identity string) ([]*Custome
 
 // admit waits while the admission control holds commands back; before
 // anything is loaded, so a held command decides on the state it finds after.
-func (s *Service) admit(ctx context.Context) error {
+// done ends the command's admission; the caller defers it.
+func (s *Service) admit(ctx context.Context) (done func(), err error) {
 	if s.admission == nil {
-		return nil
+		return func() {}, nil
 	}
-	if err := s.admission.Admit(ctx); err != nil {
-		return fmt.Errorf("command held back: %w", err)
+	done, err = s.admission.Admit(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("command held back: %w", err)
 	}
-	return nil
+	return done, nil
 }
 
 // Execute runs a command on an existing customer: fold, decide, append with
@@ -275,9 +280,11 @@ func (s *Service) Execute(ctx context.Context, customerID string, cmd Command, o
 	if _, perr := uuid.Parse(customerID); perr != nil {
 		return Result{}, &FieldError{Field: "id", Detail: "is not a UUID", Err: ErrCustomerNotFound}
 	}
-	if err := s.admit(ctx); err != nil {
+	admitted, err := s.admit(ctx)
+	if err != nil {
 		return Result{}, err
 	}
+	defer admitted()
 	unlock := s.lockKey(opts.Caller, opts.IdempotencyKey)
 	defer unlock()
 	if prior, ok, err := s.replay(ctx, opts.Caller, opts.IdempotencyKey, customerID); err != nil || ok {

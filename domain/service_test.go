@@ -532,16 +532,26 @@ func TestIfMatchRevision(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// admission counts the commands it is asked about and refuses them while
-// refuse is set.
+// admission counts the commands it is asked about and those that ended,
+// and refuses them while refuse is set.
 type admission struct {
-	asked  int
-	refuse error
+	asked, ended int
+	refuse       error
 }
 
-func (a *admission) Admit(context.Context) error {
+func (a *admission) Admit(context.Context) (func(), error) {
 	a.asked++
-	return a.refuse
+	if a.refuse != nil {
+		return nil, a.refuse
+	}
+	once := false
+	return func() {
+		if once {
+			panic("admission: done called twice")
+		}
+		once = true
+		a.ended++
+	}, nil
 }
 
 func TestAdmissionIsAskedBeforeEveryCommand(t *testing.T) {
@@ -558,6 +568,14 @@ func TestAdmissionIsAskedBeforeEveryCommand(t *testing.T) {
 	}
 	if adm.asked != 2 {
 		t.Fatalf("admission asked %d times for a registration and a command, want 2", adm.asked)
+	}
+	// A command refused by the domain ends its admission too: a limit on
+	// commands in flight must not lose a place to it.
+	if _, err := svc.Execute(context.Background(), c.ID, domain.AddNote{}, domain.Options{Caller: alice}); err == nil {
+		t.Fatal("an empty note was accepted")
+	}
+	if adm.asked != 3 || adm.ended != 3 {
+		t.Fatalf("admission asked %d times, told of %d ends, want 3 and 3", adm.asked, adm.ended)
 	}
 	// A command whose wait ends (its caller went away) appends nothing.
 	adm.refuse = context.Canceled

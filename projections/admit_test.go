@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -120,11 +121,44 @@ func liveValve(t *testing.T, cfg projections.EngineConfig) (*projections.Engine,
 	return eng, ctx, events, v
 }
 
-// admitWithin runs Admit and reports whether it returned within d, and
+// admit runs Admit and, when it admits, ends the command at once.
+func admit(eng *projections.Engine, ctx context.Context) error {
+	done, err := eng.Admit(ctx)
+	if err == nil {
+		done()
+	}
+	return err
+}
+
+// stillWaiting fails unless the Admit that answers on done is still
+// waiting after d.
+func stillWaiting(t *testing.T, done <-chan error, d time.Duration, when string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("Admit returned (%v) %s", err, when)
+	case <-time.After(d):
+	}
+}
+
+// admitted fails unless the Admit that answers on done admits within 2s.
+func admitted(t *testing.T, done <-chan error, when string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("Admit still waits %s", when)
+	}
+}
+
+// admitWithin runs admit and reports whether it returned within d, and
 // what it returned.
 func admitWithin(eng *projections.Engine, ctx context.Context, d time.Duration) (bool, error) {
 	done := make(chan error, 1)
-	go func() { done <- eng.Admit(ctx) }()
+	go func() { done <- admit(eng, ctx) }()
 	select {
 	case err := <-done:
 		return true, err
@@ -147,21 +181,10 @@ func TestAdmitHoldsWritersWhileALiveProjectionIsBehind(t *testing.T) {
 	<-v.entered
 	time.Sleep(60 * time.Millisecond)
 	done := make(chan error, 1)
-	go func() { done <- eng.Admit(ctx) }()
-	select {
-	case err := <-done:
-		t.Fatalf("Admit returned (%v) while the projection applied an event 60ms old with MaxLag 20ms", err)
-	case <-time.After(200 * time.Millisecond):
-	}
+	go func() { done <- admit(eng, ctx) }()
+	stillWaiting(t, done, 200*time.Millisecond, "while the projection applied an event 60ms old with MaxLag 20ms")
 	v.release()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Admit still holds after the batch was applied")
-	}
+	admitted(t, done, "after the batch was applied")
 	if obs.count() != 1 {
 		t.Fatalf("observer told of %d holds, want 1", obs.count())
 	}
@@ -173,7 +196,7 @@ func TestAdmitHoldsWritersWhileALiveProjectionIsBehind(t *testing.T) {
 	time.Sleep(60 * time.Millisecond)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if err := eng.Admit(cctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := admit(eng, cctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Admit with an expiring context = %v, want DeadlineExceeded", err)
 	}
 	v.release()
@@ -220,34 +243,43 @@ func (r *firstRead) ReadAll(ctx context.Context, after domain.Position, limit in
 	return r.Store.ReadAll(ctx, after, limit)
 }
 
+// keepBehind keeps a batch in flight until its event is age old, with the
+// rest of notes queued behind it, runs meanwhile, then lets them all be
+// applied: the notes queued become visible just as late, in the batches
+// after it.
+func keepBehind(t *testing.T, ctx context.Context, events *eventmemory.Store, v *valve, notes int, age time.Duration, meanwhile func()) {
+	t.Helper()
+	v.shut()
+	appendNote(t, ctx, events)
+	<-v.entered
+	for range notes - 1 {
+		appendNote(t, ctx, events)
+	}
+	time.Sleep(age)
+	meanwhile()
+	v.release()
+	for applied := 1; applied < notes; {
+		applied += <-v.entered
+	}
+}
+
 // Batches that become visible later than MaxLag lower the age at which
 // commands are held, since the commands admitted meanwhile become visible
 // later still; batches in time raise it back.
 func TestAdmitHoldsSoonerAfterLateBatches(t *testing.T) {
 	eng, ctx, events, v := liveValve(t, projections.EngineConfig{Observer: &heldObserver{},
 		MaxLag: 200 * time.Millisecond, MaxHold: 5 * time.Second})
-	// behindBy keeps a batch in flight until its event is age old, then
-	// tells whether Admit holds, and lets the batch finish; the notes
-	// appended after the first queue meanwhile and become visible just as
-	// late, in the batches after it.
-	behindBy := func(age time.Duration, notes int) bool {
+	// behindBy tells whether Admit holds while a batch is age old.
+	behindBy := func(age time.Duration, notes int) (held bool) {
 		t.Helper()
-		v.shut()
-		appendNote(t, ctx, events)
-		<-v.entered
-		for range notes - 1 {
-			appendNote(t, ctx, events)
-		}
-		time.Sleep(age)
-		ok, err := admitWithin(eng, ctx, 100*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v.release()
-		for applied := 1; applied < notes; {
-			applied += <-v.entered
-		}
-		return !ok
+		keepBehind(t, ctx, events, v, notes, age, func() {
+			ok, err := admitWithin(eng, ctx, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = !ok
+		})
+		return held
 	}
 	if behindBy(80*time.Millisecond, 1) {
 		t.Fatal("held at 80ms behind with MaxLag 200ms and no late event")
@@ -269,7 +301,7 @@ func TestAdmitHoldsAtMostMaxHold(t *testing.T) {
 	<-v.entered
 	time.Sleep(30 * time.Millisecond)
 	start := time.Now()
-	if err := eng.Admit(ctx); err != nil {
+	if err := admit(eng, ctx); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took < 120*time.Millisecond || took > 2*time.Second {
@@ -305,5 +337,47 @@ func TestAdmitDoesNotHoldDuringACatchUpOrWhenOff(t *testing.T) {
 				t.Fatalf("Admit held a command (returned %v, %v)", ok, err)
 			}
 		})
+	}
+}
+
+// When the threshold is at its floor and events are still late, Admit
+// also bounds the commands in flight: the limit comes in at half of them,
+// and a command beyond it waits until one ends.
+func TestAdmitLimitsCommandsInFlightOnceTheThresholdIsAtItsFloor(t *testing.T) {
+	obs := &heldObserver{}
+	const maxLag = 20 * time.Millisecond
+	eng, ctx, events, v := liveValve(t, projections.EngineConfig{Observer: obs, MaxLag: maxLag, MaxHold: 10 * time.Second})
+	var running []func()
+	for range 8 {
+		done, err := eng.Admit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		running = append(running, done)
+	}
+	late := func(notes int) { keepBehind(t, ctx, events, v, notes, 2*maxLag, func() {}) }
+	// 200 late events bring the threshold from 20ms to its floor.
+	late(200)
+	if ok, err := admitWithin(eng, ctx, time.Second); !ok || err != nil {
+		t.Fatalf("nothing applied and no limit: Admit returned %v, %v", ok, err)
+	}
+	// A late batch at the floor brings the limit in: 8 commands in flight,
+	// so 4.
+	late(2)
+	if n, waiting, limit := eng.AdmissionState(); n != 8 || waiting != 0 || limit != 4 {
+		t.Fatalf("admission: %d in flight, %d waiting, limit %v; want 8, 0 and 4", n, waiting, limit)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- admit(eng, ctx) }()
+	for i := range 5 {
+		stillWaiting(t, ended, 100*time.Millisecond, fmt.Sprintf("with %d commands in flight and a limit of 4", 8-i))
+		running[i]()
+	}
+	admitted(t, ended, "with 3 commands in flight and a limit of 4")
+	if obs.count() != 1 {
+		t.Fatalf("observer told of %d holds, want 1", obs.count())
+	}
+	for _, done := range running[5:] {
+		done()
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +107,10 @@ type Engine struct {
 	// applies beyond which Admit holds commands: at most MaxLag, lowered
 	// when events become visible later than MaxLag (see holdAfter).
 	holdAt []atomic.Int64
+	// limiters hold, per projection, how many commands may be in flight at
+	// once when its threshold is not enough (see limiter).
+	limiters []limiter
+	gate     gate
 
 	mu   sync.Mutex
 	base context.Context
@@ -165,8 +168,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e.applying = make([]atomic.Int64, len(e.projections))
 	e.holdAt = make([]atomic.Int64, len(e.projections))
+	e.limiters = make([]limiter, len(e.projections))
 	for i := range e.holdAt {
 		e.holdAt[i].Store(int64(e.maxLag))
+		e.limiters[i].stop()
 	}
 	if e.clock == nil {
 		e.clock = time.Now
@@ -193,106 +198,6 @@ func (e *Engine) index(name string) int {
 		}
 	}
 	panic("projections: engine: unknown projection " + name)
-}
-
-// Admit implements domain.Admission: it returns at once unless a live
-// projection of this process is applying an event older than its hold
-// threshold, and then waits until that projection catches up, at most
-// MaxHold. The threshold starts at MaxLag and adapts (holdAfter). Holding the
-// writers back hands the CPU to the projections; a projection that stopped
-// (an error, a lost lease) holds nobody.
-func (e *Engine) Admit(ctx context.Context) error {
-	if e.maxLag <= 0 {
-		return nil
-	}
-	var start time.Time
-	var timeout <-chan time.Time
-	for {
-		behind, name := e.behind()
-		if behind <= 0 {
-			if !start.IsZero() && e.observer != nil {
-				e.observer.Held(name, time.Since(start))
-			}
-			return nil
-		}
-		if start.IsZero() {
-			start = time.Now()
-			t := time.NewTimer(e.maxHold)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-e.applied.wait():
-		case <-timeout:
-			if e.observer != nil {
-				e.observer.Held(name, time.Since(start))
-			}
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// behind is how far the age of the oldest event a live projection is
-// applying exceeds that projection's hold threshold, the most of any
-// projection, and that projection's name; not positive when none does.
-func (e *Engine) behind() (time.Duration, string) {
-	worst, name := time.Duration(0), ""
-	now := time.Now().UnixNano()
-	for i := range e.applying {
-		t := e.applying[i].Load()
-		if t == 0 {
-			continue
-		}
-		if over := time.Duration(now - t - e.holdAt[i].Load()); name == "" || over > worst {
-			worst, name = over, e.projections[i].Name()
-		}
-	}
-	return worst, name
-}
-
-// How the hold threshold adapts. Commands admitted while a batch is applied
-// land in the next batch, so they become visible after that batch and their
-// own: holding only once the oldest event is MaxLag old lets events become
-// visible well after MaxLag when the machine is busy. The threshold tracks
-// the events, not the batches, since a late batch is mostly a large one:
-// each event visible later than MaxLag lowers it by lateStep (in log scale),
-// each one in time raises it by lateStep*lateShare/(1-lateShare), so it
-// settles where lateShare of the events are late; half the 1% a p99 of
-// MaxLag allows, as the load changes faster than the threshold follows. It
-// never goes above MaxLag nor below MaxLag/holdFloor, so commands are held
-// only while a batch is actually behind. Under 64 writers the threshold
-// falls to its floor (lowering the floor changes what is held); a floor of
-// a fortieth instead of a tenth (1.25 ms at the default) keeps batches
-// smaller: on PostgreSQL, four interleaved pairs gave a customers p99 of
-// 40-44 ms instead of 46-48 ms at the same write rate, and on SQLite at
-// 100,000 customers a p50 of 18-19 ms instead of 23-24 ms, p99 unchanged.
-const (
-	holdFloor = 40
-	lateShare = 0.005
-	lateStep  = 0.02
-)
-
-// holdAfter is the hold threshold after a batch in which late events became
-// visible later than maxLag after their append and onTime did not, given the
-// threshold before.
-func holdAfter(threshold time.Duration, late, onTime int, maxLag time.Duration) time.Duration {
-	rise := lateStep * lateShare / (1 - lateShare)
-	next := time.Duration(float64(threshold) * math.Exp(float64(onTime)*rise-float64(late)*lateStep))
-	return min(max(next, maxLag/holdFloor), maxLag)
-}
-
-// lateEvents counts the events of batch visible at now later than maxLag
-// after their append.
-func lateEvents(batch []domain.RecordedEvent, now time.Time, maxLag time.Duration) int {
-	late := 0
-	for _, ev := range batch {
-		if now.Sub(ev.RecordedAt) > maxLag {
-			late++
-		}
-	}
-	return late
 }
 
 // Names lists the projections the engine runs.
@@ -524,7 +429,7 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	i := e.index(p.Name())
-	applying, holdAt := &e.applying[i], &e.holdAt[i]
+	applying := &e.applying[i]
 	caughtUp := false
 	if e.maxLag > 0 && (watch == nil || !watch.active.Load()) {
 		// A runner that starts at the head of the log (a restart of a
@@ -555,7 +460,13 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		})
 	}()
 	batch := make([]domain.RecordedEvent, 0, e.batchSize)
-	defer applying.Store(0)
+	defer func() {
+		applying.Store(0)
+		e.limiters[i].stop()
+		// Commands queued behind this projection's limit must not wait
+		// for a batch that will not come.
+		e.applied.broadcast()
+	}()
 	for {
 		select {
 		case ev := <-feed:
@@ -594,8 +505,7 @@ func (e *Engine) run(ctx context.Context, p Projection, gen Generation, from dom
 		if holds {
 			applying.Store(0)
 			if err == nil {
-				late := lateEvents(batch, time.Now(), e.maxLag)
-				holdAt.Store(int64(holdAfter(time.Duration(holdAt.Load()), late, len(batch)-late, e.maxLag)))
+				e.adapt(i, batch, time.Now())
 			}
 		}
 		if err != nil {

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"io"
+	"math"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -50,6 +51,34 @@ func TestMetricsExposeTheEngineSeries(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+type admissionState struct {
+	inFlight, waiting int
+	limit             float64
+}
+
+func (a admissionState) AdmissionState() (int, int, float64) { return a.inFlight, a.waiting, a.limit }
+
+func TestMetricsExposeTheAdmission(t *testing.T) {
+	for _, tc := range []struct {
+		state admissionState
+		want  []string
+	}{
+		{admissionState{inFlight: 12, waiting: 52, limit: 12.5}, []string{
+			"kyc_commands_in_flight 12", "kyc_commands_waiting 52", "kyc_commands_in_flight_limit 12.5"}},
+		{admissionState{inFlight: 3, limit: math.Inf(1)}, []string{
+			"kyc_commands_in_flight 3", "kyc_commands_waiting 0", "kyc_commands_in_flight_limit +Inf"}},
+	} {
+		m := metrics.New()
+		m.Admission(tc.state)
+		out := scrape(t, m)
+		for _, want := range tc.want {
+			if !strings.Contains(out, want+"\n") {
+				t.Errorf("metrics lack %q", want)
+			}
 		}
 	}
 }

@@ -40,7 +40,7 @@ func (m *Metrics) Projections() *Projections {
 			Name: "kyc_projection_lag_seconds", Help: "Age of the oldest event the projection's active generation has not applied.",
 		}, []string{"projection"}),
 		held: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "kyc_commands_held_seconds", Help: "Time commands were held back because the projection was further behind than --max-read-lag.", Buckets: latency,
+			Name: "kyc_commands_held_seconds", Help: "Time commands were held back to keep the projection within --max-read-lag (by its hold threshold or its limit on commands in flight).", Buckets: latency,
 		}, []string{"projection"}),
 		clock: time.Now,
 	}
@@ -68,4 +68,31 @@ func (p *Projections) Lag(projection string, events int64, seconds float64) {
 // Held implements projections.Observer.
 func (p *Projections) Held(projection string, d time.Duration) {
 	p.held.WithLabelValues(projection).Observe(d.Seconds())
+}
+
+// AdmissionState is what Admission reads: the engine's commands in flight
+// and waiting, and its limit on commands in flight (+Inf: none).
+type AdmissionState interface {
+	AdmissionState() (inFlight, waiting int, limit float64)
+}
+
+// Admission registers gauges read from a at each scrape.
+func (m *Metrics) Admission(a AdmissionState) {
+	gauge := func(name, help string, read func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, read)
+	}
+	m.registry.MustRegister(
+		gauge("kyc_commands_in_flight", "Commands admitted and not ended.", func() float64 {
+			n, _, _ := a.AdmissionState()
+			return float64(n)
+		}),
+		gauge("kyc_commands_waiting", "Commands waiting to be admitted (see --max-read-lag).", func() float64 {
+			_, n, _ := a.AdmissionState()
+			return float64(n)
+		}),
+		gauge("kyc_commands_in_flight_limit", "How many commands may be in flight at once to keep the projections within --max-read-lag; +Inf when no limit holds.", func() float64 {
+			_, _, l := a.AdmissionState()
+			return l
+		}),
+	)
 }

@@ -109,6 +109,7 @@ func serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer rs.store.Close()
+	m.Admission(rs.engine)
 	svc, err := domain.NewService(domain.ServiceConfig{
 		Store: instrumented, Idempotency: instrumented, Lifecycles: lifecycles, Codec: codec, Observer: m, Admission: rs.engine,
 	})
