@@ -36,7 +36,8 @@ import (
 // projection of this process is applying an event older than its hold
 // threshold, or as many commands are in flight as a projection's limit
 // allows; it then waits until neither holds, at most MaxHold. done must be
-// called once the command has ended. A projection that stopped (an error, a
+// called once, and only once, when the command has ended: until then it
+// counts as in flight. A projection that stopped (an error, a
 // lost lease) holds nobody.
 func (e *Engine) Admit(ctx context.Context) (done func(), err error) {
 	if e.maxLag <= 0 {
