@@ -366,6 +366,32 @@ func TestReplayAndLifecycleCommands(t *testing.T) {
 	}
 }
 
+// kyc serve exposes the admission's gauges beside the command counters:
+// after a command has ended, none is in flight or waiting, and on an idle
+// server no limit holds.
+func TestServeExposesTheAdmission(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), writeKeys(t, dir))
+	if code, body, _ := s.call("POST", "/v1/customers", e2eRegistration); code != 201 {
+		t.Fatalf("register: %d %v", code, body)
+	}
+	resp, err := httpClient.Get(s.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kyc_commands_in_flight 0\n", "kyc_commands_waiting 0\n", "kyc_commands_in_flight_limit +Inf\n",
+		`kyc_commands_total{command="RegisterCustomer",outcome="ok"} 1`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
 func TestFirstStartWritesSuperuserToken(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
