@@ -90,9 +90,8 @@ func (e *Engine) Admit(ctx context.Context) (done func(), err error) {
 // (+Inf when none holds), for metrics.
 func (e *Engine) AdmissionState() (inFlight, waiting int, limit float64) {
 	limit, _ = e.limit()
-	e.gate.mu.Lock()
-	defer e.gate.mu.Unlock()
-	return e.gate.inFlight, e.gate.waiting, limit
+	inFlight, waiting = e.gate.counts()
+	return inFlight, waiting, limit
 }
 
 // behind is how far the age of the oldest event a live projection is
@@ -223,8 +222,11 @@ func (l *limiter) start(demand int, now time.Time) {
 
 func (l *limiter) setLimit(limit float64, now time.Time) {
 	l.bits.Store(math.Float64bits(max(limit, minLimit)))
-	l.window, l.late, l.set = l.window[:0], 0, now
+	l.openWindow(now)
 }
+
+// openWindow empties the window for the events appended from now on.
+func (l *limiter) openWindow(now time.Time) { l.window, l.late, l.set = l.window[:0], 0, now }
 
 // observe adds a batch, visible at now, to the window and sets the limit
 // when the window is complete.
@@ -253,7 +255,7 @@ func (l *limiter) observe(batch []domain.RecordedEvent, now time.Time, demand in
 	if l.late <= n/100 && next >= float64(demand) {
 		l.last = next
 		l.stop()
-		l.window, l.late = l.window[:0], 0
+		l.openWindow(now)
 		return
 	}
 	l.setLimit(next, now)
@@ -299,9 +301,8 @@ type gate struct {
 
 // waiter is one Admit call's place in the gate's queue.
 type waiter struct {
-	wake   chan struct{} // closed when a command ends; nil when not queued
-	woken  bool          // woken and not yet back
-	queued bool
+	wake  chan struct{} // closed when a command ends; nil when not queued
+	woken bool          // woken and not yet back
 }
 
 // arrive counts a command that came to Admit.
@@ -321,8 +322,8 @@ func (g *gate) enter(limit float64, w *waiter) (bool, <-chan struct{}) {
 		g.admit(w)
 		return true, nil
 	}
-	if !w.queued {
-		w.wake, w.queued = make(chan struct{}), true
+	if w.wake == nil {
+		w.wake = make(chan struct{})
 		g.queue = append(g.queue, w)
 	}
 	return false, w.wake
@@ -368,22 +369,28 @@ func (g *gate) wakeNext() {
 	w := g.queue[0]
 	g.queue = slices.Delete(g.queue, 0, 1)
 	close(w.wake)
-	w.wake, w.queued, w.woken = nil, false, true
+	w.wake, w.woken = nil, true
 }
 
 func (g *gate) unqueue(w *waiter) {
-	if !w.queued {
+	if w.wake == nil {
 		return
 	}
 	if i := slices.Index(g.queue, w); i >= 0 {
 		g.queue = slices.Delete(g.queue, i, i+1)
 	}
-	w.wake, w.queued = nil, false
+	w.wake = nil
+}
+
+// counts are the commands in flight and those waiting to start.
+func (g *gate) counts() (inFlight, waiting int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inFlight, g.waiting
 }
 
 // demand is how many commands are in flight or waiting to start.
 func (g *gate) demand() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.inFlight + g.waiting
+	inFlight, waiting := g.counts()
+	return inFlight + waiting
 }
