@@ -39,9 +39,48 @@ type figure struct {
 	events   int
 	elapsed  time.Duration
 	p50, p99 time.Duration
+	// Processor time the scenario took in this process and in its server,
+	// when they could be read (see cpuMeter).
+	ownCPU, serverCPU time.Duration
 }
 
 func (f figure) rate() float64 { return float64(f.events) / f.elapsed.Seconds() }
+
+// cpuPerEvent formats d spread over the figure's events, in microseconds.
+func (f figure) cpuPerEvent(d time.Duration) string {
+	if d <= 0 || f.events == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f", float64(d.Nanoseconds())/1e3/float64(f.events))
+}
+
+// cpuMeter reads the processor time of this process and of a server whose
+// time can be read, so that a scenario's cost per event shows on which side
+// it went.
+type cpuMeter struct {
+	server interface{ CPU() (time.Duration, error) }
+}
+
+type cpuReading struct{ own, server time.Duration }
+
+func (m cpuMeter) read() cpuReading {
+	r := cpuReading{own: ownCPU()}
+	if m.server != nil {
+		r.server, _ = m.server.CPU()
+	}
+	return r
+}
+
+// since records the processor time spent from start until now in f.
+func (m cpuMeter) since(start cpuReading, f *figure) {
+	now := m.read()
+	if now.own > 0 && start.own > 0 {
+		f.ownCPU = now.own - start.own
+	}
+	if now.server > 0 && start.server > 0 {
+		f.serverCPU = now.server - start.server
+	}
+}
 
 func percentile[T cmp.Ordered](ls []T, p float64) T {
 	if len(ls) == 0 {
