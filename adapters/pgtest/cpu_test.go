@@ -90,11 +90,12 @@ func TestCPUCountsClosedConnections(t *testing.T) {
 	}
 	used := after - before
 	// The backend's time includes its start, before the first reading; the
-	// server's other processes add a little while the test runs.
-	if used < query-100*time.Millisecond || used > query+250*time.Millisecond {
+	// server's other processes add a little while the test runs; the spin
+	// would add 500 ms.
+	if used < query/2 || used > query+250*time.Millisecond {
 		t.Errorf("server CPU grew by %s; the query took %s in a backend now gone", used, query)
 	}
-	if query < 100*time.Millisecond {
+	if query < 50*time.Millisecond {
 		t.Errorf("the query took %s of CPU, too little to tell anything", query)
 	}
 }
