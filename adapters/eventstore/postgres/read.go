@@ -63,10 +63,13 @@ const (
 	readAllSQL = `SELECT ` + eventColumns + ` FROM kyc_events
 		WHERE (tx_id, position) > ($1, $2) AND tx_id < ` + horizon + `
 		ORDER BY tx_id, position LIMIT $3`
-	// unseenSQL counts, up to its limit, the committed events after a
-	// position whatever the horizon, in a later snapshot than the page
-	// read with it.
-	unseenSQL   = `SELECT count(*) FROM (SELECT FROM kyc_events WHERE (tx_id, position) > ($1, $2) LIMIT $3) t`
+	// heldBackSQL tells whether committed events wait at or above the
+	// horizon, in a later snapshot than the page read with it. A page that
+	// stopped short of its limit read every event below the horizon, so
+	// these are the ones it could not see. It stops at the first such event,
+	// where counting the events after the page's position visited every one
+	// the page had just read again.
+	heldBackSQL = `SELECT EXISTS (SELECT FROM kyc_events WHERE tx_id >= ` + horizon + `)`
 	forwardsSQL = `SELECT ` + eventColumns + ` FROM kyc_events
 		WHERE stream = $1 AND revision >= $2 ORDER BY revision LIMIT $3`
 	backwardsSQL = `SELECT ` + eventColumns + ` FROM kyc_events
@@ -249,11 +252,11 @@ func (s *Store) SubscribeAll(ctx context.Context, after domain.Position, handle 
 }
 
 // readForSubscription reads a page like ReadAll and, in the same round trip,
-// counts what is committed after the same position. When the page is short
-// and the count says more is there, the horizon held events back (or they
-// committed after the page was read), and the store wakes its
-// subscriptions again shortly rather than at the next poll: the transaction
-// they wait for may not be an append, and then nothing notifies.
+// asks whether committed events wait above the horizon. When the page is
+// short and some do, the horizon held them back (or they committed after the
+// page was read), and the store wakes its subscriptions again shortly rather
+// than at the next poll: the transaction they wait for may not be an append,
+// or an append that wrote nothing, and then nothing notifies.
 func (s *Store) readForSubscription(ctx context.Context, after domain.Position, limit int) ([]domain.RecordedEvent, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
@@ -261,16 +264,16 @@ func (s *Store) readForSubscription(ctx context.Context, after domain.Position, 
 	var b pgx.Batch
 	b.Queue(horizonSQL)
 	b.Queue(readAllSQL, after.Commit, clampRevision(after.Prepare), sqlLimit(limit))
-	b.Queue(unseenSQL, after.Commit, clampRevision(after.Prepare), int64(limit)+1)
+	b.Queue(heldBackSQL)
 	br := s.pool.SendBatch(ctx, &b)
 	_, err := br.Exec()
 	var events []domain.RecordedEvent
 	if err == nil {
 		events, err = s.scanEvents(br.Query())
 	}
-	var unseen int64
+	var heldBack bool
 	if err == nil {
-		err = br.QueryRow().Scan(&unseen)
+		err = br.QueryRow().Scan(&heldBack)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -279,7 +282,7 @@ func (s *Store) readForSubscription(ctx context.Context, after domain.Position, 
 		return nil, fmt.Errorf("postgres: read all after %s: %w", after, classify(ctx, err))
 	}
 	if len(events) < limit {
-		if unseen > int64(len(events)) {
+		if heldBack {
 			s.recheck.soon()
 		} else {
 			s.recheck.caughtUp()

@@ -764,7 +764,7 @@ func TestPlansUseIndexes(t *testing.T) {
 	}
 	defer conn.Release()
 	queries := map[string]string{
-		"append": appendSQL, "lookup": lookupSQL, "readAll": readAllSQL, "unseen": unseenSQL,
+		"append": appendSQL, "lookup": lookupSQL, "readAll": readAllSQL, "heldBack": heldBackSQL,
 		"forwards": forwardsSQL, "backwards": backwardsSQL, "exists": existsSQL,
 		"byIdemKey": byIdemKeySQL, "count": countSQL, "tail": tailSQL,
 	}
@@ -859,4 +859,77 @@ func TestOtherTransactionsDoNotHoldTheHorizon(t *testing.T) {
 		t.Fatalf("CountAfter says %d (%v) while an unrelated transaction is open, want 6", n, err)
 	}
 	checkSameLog(t, "subscription", sub.snapshot(), readAll(t, ctx, s))
+}
+
+// TestHeldBackEventsFollowASilentBlocker: an append transaction that ends
+// without notifying anyone (here one that wrote no event) holds committed
+// events behind the horizon. Nothing tells the subscription when it ends,
+// and it polls once an hour, yet it reads them within moments: a read that
+// stops short of committed events is repeated shortly by itself.
+func TestHeldBackEventsFollowASilentBlocker(t *testing.T) {
+	ctx := testCtx(t)
+	url := pgtest.NewDatabase(t)
+	s := open(t, url, WithPollInterval(time.Hour))
+	sub := subscribe(ctx, s, domain.Start)
+	defer sub.cancel()
+	mustAppend(t, ctx, s, "customer-0", domain.ExpectNoStream, event("Before"))
+	sub.waitFor(t, 1, 10*time.Second)
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	// An append as the store makes them announces itself, then takes a
+	// transaction id; this one writes nothing, so its commit notifies nobody.
+	if _, err := tx.Exec(ctx, appendLockSQL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	const held = 3
+	for i := 1; i <= held; i++ {
+		mustAppend(t, ctx, s, fmt.Sprintf("customer-%d", i), domain.ExpectNoStream, event("Held"))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := sub.snapshot(); len(got) != 1 {
+		t.Fatalf("the subscription delivered %d events while an older append was open, want 1", len(got))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The rechecks back off to at most 50 ms; a few seconds leave room for
+	// a loaded machine and are an hour short of the next poll.
+	delivered := sub.waitFor(t, 1+held, 3*time.Second)
+	checkSameLog(t, "subscription", delivered, readAll(t, ctx, s))
+}
+
+// TestCaughtUpSubscriptionRestsUntilNotified: once a subscription has read
+// everything committed, it reads again only when told of an append; it does
+// not keep re-reading on its own as it does while events are held back.
+func TestCaughtUpSubscriptionRestsUntilNotified(t *testing.T) {
+	ctx := testCtx(t)
+	s := open(t, pgtest.NewDatabase(t), WithPollInterval(time.Hour))
+	sub := subscribe(ctx, s, domain.Start)
+	defer sub.cancel()
+	for i := range 3 {
+		mustAppend(t, ctx, s, fmt.Sprintf("customer-%d", i), domain.ExpectNoStream, event("E"))
+	}
+	sub.waitFor(t, 3, 10*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	for range 20 {
+		s.recheck.mu.Lock()
+		pending := s.recheck.pending
+		s.recheck.mu.Unlock()
+		if pending {
+			t.Fatal("a subscription that has read everything has a re-read pending")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
