@@ -68,7 +68,10 @@ const (
 	// stopped short of its limit read every event below the horizon, so
 	// these are the ones it could not see. It stops at the first such event,
 	// where counting the events after the page's position visited every one
-	// the page had just read again.
+	// the page had just read again. Should the horizon ever sit below events
+	// already read (it can fall back for an instant when a transaction ends
+	// while it is computed), the answer is yes and the store reads once
+	// more: a read lost, never an event.
 	heldBackSQL = `SELECT EXISTS (SELECT FROM kyc_events WHERE tx_id >= ` + horizon + `)`
 	forwardsSQL = `SELECT ` + eventColumns + ` FROM kyc_events
 		WHERE stream = $1 AND revision >= $2 ORDER BY revision LIMIT $3`
