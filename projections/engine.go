@@ -71,9 +71,10 @@ type EngineConfig struct {
 	// MaxLag, when positive, is how far behind the log the read models of
 	// this process's live projections may fall: Admit holds new commands
 	// back, and bounds how many run at once, to keep the time from an
-	// append to its event being visible in them under it (see admit.go). Writers that outrun the projections would otherwise
-	// take the CPU the projections need and the lists would fall seconds
-	// behind; held, they go at the pace the read models keep.
+	// append to its event being visible in them under it (see admit.go).
+	// Writers that outrun the projections would otherwise take the CPU the
+	// projections need and the lists would fall seconds behind; held, they
+	// go at the pace the read models keep.
 	MaxLag time.Duration
 	// MaxHold bounds how long Admit holds one command (default 1s): a read
 	// model stuck on a slow disk must slow writes down, never stop them.

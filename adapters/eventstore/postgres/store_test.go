@@ -816,33 +816,41 @@ func TestPlansUseIndexes(t *testing.T) {
 	}
 }
 
+// followedWithOpenTransaction opens a store that polls once an hour, has a
+// subscription deliver its first event, and opens a transaction on a
+// connection of its own, which the test makes hold the horizon or not.
+func followedWithOpenTransaction(t *testing.T, ctx context.Context) (*Store, *collector, pgx.Tx) {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	s := open(t, url, WithPollInterval(time.Hour))
+	sub := subscribe(ctx, s, domain.Start)
+	t.Cleanup(sub.cancel)
+	mustAppend(t, ctx, s, "customer-0", domain.ExpectNoStream, event("Before"))
+	sub.waitFor(t, 1, 10*time.Second)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	return s, sub, tx
+}
+
 // TestOtherTransactionsDoNotHoldTheHorizon: a long transaction that is no
 // append (another application on the server, a read-model commit) does not
 // hold subscribers back: only appends count for the horizon.
 func TestOtherTransactionsDoNotHoldTheHorizon(t *testing.T) {
 	ctx := testCtx(t)
-	url := pgtest.NewDatabase(t)
-	s := open(t, url, WithPollInterval(time.Hour))
-	sub := subscribe(ctx, s, domain.Start)
-	defer sub.cancel()
-	mustAppend(t, ctx, s, "customer-0", domain.ExpectNoStream, event("Before"))
-	sub.waitFor(t, 1, 10*time.Second)
-
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
+	s, sub, tx := followedWithOpenTransaction(t, ctx)
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE busy (n int); INSERT INTO busy VALUES (1)"); err != nil { // takes a transaction id
 		t.Fatal(err)
 	}
 	var xmin, own uint64
-	if err := conn.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, pg_current_xact_id()::text::bigint").Scan(&xmin, &own); err != nil {
+	if err := tx.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, pg_current_xact_id()::text::bigint").Scan(&xmin, &own); err != nil {
 		t.Fatal(err)
 	}
 	if xmin > own {
@@ -868,23 +876,7 @@ func TestOtherTransactionsDoNotHoldTheHorizon(t *testing.T) {
 // stops short of committed events is repeated shortly by itself.
 func TestHeldBackEventsFollowASilentBlocker(t *testing.T) {
 	ctx := testCtx(t)
-	url := pgtest.NewDatabase(t)
-	s := open(t, url, WithPollInterval(time.Hour))
-	sub := subscribe(ctx, s, domain.Start)
-	defer sub.cancel()
-	mustAppend(t, ctx, s, "customer-0", domain.ExpectNoStream, event("Before"))
-	sub.waitFor(t, 1, 10*time.Second)
-
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
+	s, sub, tx := followedWithOpenTransaction(t, ctx)
 	// An append as the store makes them announces itself, then takes a
 	// transaction id; this one writes nothing, so its commit notifies nobody.
 	if _, err := tx.Exec(ctx, appendLockSQL); err != nil {
