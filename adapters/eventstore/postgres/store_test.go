@@ -749,6 +749,40 @@ func TestHeadsFromAnotherProcess(t *testing.T) {
 	}
 }
 
+// TestStaleHeadHashIsRefused: a process whose cached head has the right
+// revision but another event's hash (its database was restored from a
+// backup and written to since) must not chain its next event to that hash;
+// the batch compares the hash too, answers with the real head, and the
+// append is hashed again on it.
+func TestStaleHeadHashIsRefused(t *testing.T) {
+	ctx := testCtx(t)
+	url := pgtest.NewDatabase(t)
+	a, b := open(t, url), open(t, url)
+	mustAppend(t, ctx, a, "customer-1", domain.ExpectNoStream, event("Lost"))
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The restore: the stream as it was before a's append.
+	if _, err := conn.Exec(ctx, `DELETE FROM kyc_events WHERE stream = 'customer-1'; DELETE FROM kyc_streams WHERE name = 'customer-1'`); err != nil {
+		t.Fatal(err)
+	}
+	first := mustAppend(t, ctx, b, "customer-1", domain.ExpectNoStream, event("Kept"))
+	next := mustAppend(t, ctx, a, "customer-1", domain.ExpectRevision(0), event("Next"))
+	if next.LastRevision != 1 || next.Recorded[0].PrevHash != first.Recorded[0].Hash {
+		t.Fatalf("appended at revision %d after hash %.12s, want revision 1 after %.12s (the event now at revision 0)",
+			next.LastRevision, next.Recorded[0].PrevHash, first.Recorded[0].Hash)
+	}
+	got, err := b.ReadStream(ctx, "customer-1", domain.Forwards, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if broken := domain.VerifyChain(got); len(got) != 2 || broken != nil {
+		t.Fatalf("stream of %d events, chain: %+v", len(got), broken)
+	}
+}
+
 // TestPlansUseIndexes holds every query of the store to the plan its
 // connections are set up for: the generic plan, on a log without
 // statistics, reads no table from end to end.
