@@ -226,10 +226,16 @@ type TransitionRequest struct {
 
 func hasRole(roles []string, role string) bool { return slices.Contains(roles, role) }
 
+// usableBy reports whether a caller with roles may fire the transition: it
+// names no role, or the caller has one of them, or is a superuser.
+func (t *TransitionDef) usableBy(roles []string) bool {
+	return len(t.Roles) == 0 || hasRole(roles, RoleSuperuser) || slices.ContainsFunc(t.Roles, func(r string) bool { return hasRole(roles, r) })
+}
+
 // permitted checks the rules of a transition that the state alone does not
 // decide: roles, reason, guards.
 func (l *Lifecycle) permitted(t *TransitionDef, req TransitionRequest) error {
-	if len(t.Roles) > 0 && !hasRole(req.Roles, RoleSuperuser) && !slices.ContainsFunc(t.Roles, func(r string) bool { return hasRole(req.Roles, r) }) {
+	if !t.usableBy(req.Roles) {
 		return fmt.Errorf("%w: %s needs role %s", ErrForbidden, t.Event, strings.Join(t.Roles, " or "))
 	}
 	if t.Reason == "required" {
@@ -311,7 +317,7 @@ func (l *Lifecycle) Allowed(from string, roles []string) []Transition {
 	var out []Transition
 	for _, event := range machine.AvailableTransitions() {
 		t := l.byEventFrom[event][from]
-		if len(t.Roles) > 0 && !hasRole(roles, RoleSuperuser) && !slices.ContainsFunc(t.Roles, func(r string) bool { return hasRole(roles, r) }) {
+		if !t.usableBy(roles) {
 			continue
 		}
 		out = append(out, Transition{Event: t.Event, To: t.To, ReasonRequired: t.Reason == "required"})

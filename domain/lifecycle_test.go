@@ -110,6 +110,53 @@ func TestIllegalTransitionListsAllowedStatuses(t *testing.T) {
 	}
 }
 
+// TestTransitionRoles: a transition that names roles is open to callers
+// with one of them and to superusers, and closed to everyone else, both
+// when fired and in the moves offered. The shipped lifecycles name only
+// superuser, so a definition of its own tells the superuser's bypass apart.
+func TestTransitionRoles(t *testing.T) {
+	l, err := domain.ParseDefinition([]byte(`name: escalation
+version: 1
+initial: OPEN
+final: [CLOSED]
+states: [{name: OPEN}, {name: ESCALATED}, {name: CLOSED}]
+transitions:
+  - {event: escalate, from: [OPEN], to: ESCALATED, roles: [compliance_officer, mlro]}
+  - {event: close, from: [OPEN, ESCALATED], to: CLOSED}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		roles   []string
+		allowed string
+	}{
+		{"no role", nil, "close"},
+		{"another role", []string{"operator", "view_document"}, "close"},
+		{"the first role named", []string{"compliance_officer"}, "close,escalate"},
+		{"the second role named", []string{"operator", "mlro"}, "close,escalate"},
+		{"superuser", []string{"superuser"}, "close,escalate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := domain.Customer{Status: "OPEN"}
+			actor := domain.Actor{Kind: domain.ActorOperator, ID: "alice", Company: "acme"}
+			_, err := l.Fire(context.Background(), "escalate", domain.TransitionRequest{Customer: &c, Actor: actor, Roles: tt.roles})
+			if may := strings.Contains(tt.allowed, "escalate"); may != (err == nil) || (!may && !errors.Is(err, domain.ErrForbidden)) {
+				t.Fatalf("escalate: err = %v, want it allowed: %v", err, may)
+			}
+			var events []string
+			for _, tr := range l.Allowed("OPEN", tt.roles) {
+				events = append(events, tr.Event)
+			}
+			if got := strings.Join(events, ","); got != tt.allowed {
+				t.Fatalf("allowed from OPEN: %s, want %s", got, tt.allowed)
+			}
+		})
+	}
+}
+
 func TestInvalidDefinitionsAreRefused(t *testing.T) {
 	base := `name: x
 version: 1
