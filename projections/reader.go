@@ -204,9 +204,10 @@ func (r *Reader) History(ctx context.Context, caller domain.Caller, id string) (
 // the customer gets ErrNotFound, as if it did not exist.
 func HistoryOf(codec *domain.Codec, caller domain.Caller, events []domain.RecordedEvent) ([]HistoryEntry, error) {
 	var (
-		c      domain.Customer
-		before map[string]json.RawMessage
-		out    = make([]HistoryEntry, 0, len(events))
+		c             domain.Customer
+		before        map[string]json.RawMessage
+		out           = make([]HistoryEntry, 0, len(events))
+		seesDocuments = hasPermission(caller, PermissionViewDocument)
 	)
 	for _, e := range events {
 		rec, err := codec.DecodeRecorded(e)
@@ -225,6 +226,11 @@ func HistoryOf(codec *domain.Codec, caller domain.Caller, events []domain.Record
 		if caller.Actor.Kind == domain.ActorCustomer {
 			h.Reason = ""
 			h.Changes = slices.DeleteFunc(h.Changes, func(f FieldChange) bool { return hiddenFromCustomer[f.Field] })
+		}
+		if !seesDocuments {
+			// As in the profile, view_document guards the documents
+			// themselves.
+			h.Changes = slices.DeleteFunc(h.Changes, func(f FieldChange) bool { return f.Field == "documents" })
 		}
 		out = append(out, h)
 		before = after

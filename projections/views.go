@@ -142,10 +142,15 @@ type Section struct {
 	Rule    string `json:"rule"`
 }
 
-// Sections applies seed 001's visibility rules for a caller. A superuser has
-// every permission.
+// hasPermission reports whether the caller holds a permission; a superuser
+// holds them all.
+func hasPermission(caller domain.Caller, permission string) bool {
+	return caller.IsSuperuser() || slices.Contains(caller.Roles, permission)
+}
+
+// Sections applies seed 001's visibility rules for a caller.
 func Sections(c *domain.Customer, caller domain.Caller) []Section {
-	has := func(p string) bool { return caller.IsSuperuser() || slices.Contains(caller.Roles, p) }
+	has := func(p string) bool { return hasPermission(caller, p) }
 	service := func(s string) bool { return slices.Contains(c.ActiveServices, s) }
 	return []Section{
 		{SectionProfileInfo, true, "always visible"},
@@ -177,20 +182,26 @@ type Profile struct {
 	Revision           uint64           `json:"revision"`
 }
 
+// SeenBy returns a copy of the customer without what the caller may not
+// see: the documents without view_document (the permission guards the data,
+// not only the profile's section), and for a caller of kind customer the
+// state reason and the internal review trail (seed 002). Every route that
+// shows a customer's state goes through it.
+func SeenBy(c *domain.Customer, caller domain.Caller) *domain.Customer {
+	shown := c.Clone()
+	if !hasPermission(caller, PermissionViewDocument) {
+		shown.Documents = []domain.Document{}
+	}
+	if caller.Actor.Kind == domain.ActorCustomer {
+		shown.StateReason, shown.StatusChangedBy, shown.Check = "", "", nil
+	}
+	return shown
+}
+
 // ProfileOf renders a row for a caller at time now.
 func ProfileOf(r CustomerRow, caller domain.Caller, now time.Time) Profile {
 	sections := Sections(r.Customer, caller)
-	c := r.Customer.Clone()
-	for _, s := range sections {
-		if s.Name == SectionDocuments && !s.Visible {
-			c.Documents = []domain.Document{}
-		}
-	}
-	if caller.Actor.Kind == domain.ActorCustomer {
-		// The state reason and the internal review trail are never shown to
-		// the customer (seed 002).
-		c.StateReason, c.StatusChangedBy, c.Check = "", "", nil
-	}
+	c := SeenBy(r.Customer, caller)
 	return Profile{
 		Customer: c, Age: ageOf(c, now), VerificationStatus: r.VerificationStatus, State: r.State,
 		AggregatedStatus: r.AggregatedStatus, KYC: KYCLabel(c.Risk), AML: AMLLabel(c.AMLStatus),

@@ -78,12 +78,14 @@ func CaughtUp(t testing.TB, e *projections.Engine) {
 func LifecycleStatuses(ls *domain.Lifecycles) []string { return lifecycleStatuses(ls) }
 
 // Tokens of the read tests: an operator of company A, one of company B, a
-// superuser (of A), and a customer-kind caller of A.
+// superuser (of A), a customer-kind caller of A, and an operator of A with
+// the view_document permission.
 const (
 	readAToken    = "read-a-token-0123456789"
 	readBToken    = "read-b-token-0123456789"
 	readRootToken = "read-root-token-012345"
 	readCustToken = "read-cust-token-012345"
+	readDocsToken = "read-docs-token-012345"
 )
 
 type readFixture struct {
@@ -104,6 +106,7 @@ func newReadFixture(t *testing.T, withReader bool) *readFixture {
 		{Token: readBToken, Actor: "bert", Roles: []string{"operator"}, Company: "company-b", Kind: domain.ActorOperator},
 		{Token: readRootToken, Actor: "root", Roles: []string{domain.RoleSuperuser}, Company: "company-a", Kind: domain.ActorOperator},
 		{Token: readCustToken, Actor: "cora", Company: "company-a", Kind: domain.ActorCustomer},
+		{Token: readDocsToken, Actor: "dora", Roles: []string{"operator", projections.PermissionViewDocument}, Company: "company-a", Kind: domain.ActorOperator},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -126,11 +129,19 @@ func newReadFixture(t *testing.T, withReader bool) *readFixture {
 
 func (f *readFixture) get(token, path string) (*http.Response, []byte) {
 	f.t.Helper()
-	req, err := http.NewRequest("GET", f.srv.URL+path, nil)
+	return f.send("GET", token, path, "")
+}
+
+func (f *readFixture) send(method, token, path, body string) (*http.Response, []byte) {
+	f.t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := f.srv.Client().Do(req)
 	if err != nil {
 		f.t.Fatal(err)
@@ -442,6 +453,72 @@ func TestCompanyIsolation(t *testing.T) {
 	for _, path := range []string{"/v1/customers", "/v1/audit"} {
 		if resp, body := f.get(readCustToken, path); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("customer caller %s: %d, want 403: %s", path, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestProfileFollowsPermissions: the profile, the history and the replayed
+// state show documents only to callers with view_document (superusers have
+// every permission), and no internal state reason to a customer-kind caller.
+func TestProfileFollowsPermissions(t *testing.T) {
+	f := newReadFixture(t, true)
+	path := "/v1/customers/" + f.register(readAToken, "Ada", "Lovelace")
+	for _, c := range []struct{ path, body string }{
+		{path + "/documents", `{"document_id":"passport-1","type":"PASSPORT","number":"P1234567","country":"GB","expiry_date":"2035-01-31"}`},
+		{path + "/status", `{"status":"REJECTED","reason":"document appears to be tampered with"}`},
+	} {
+		if resp, body := f.send("POST", readAToken, c.path, c.body); resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", c.path, resp.StatusCode, body)
+		}
+	}
+	f.fold()
+	for _, tt := range []struct {
+		name, token       string
+		documents, reason bool
+	}{
+		{"operator", readAToken, false, true},
+		{"operator with view_document", readDocsToken, true, true},
+		{"superuser", readRootToken, true, true},
+		{"customer", readCustToken, false, false},
+	} {
+		resp, body := f.get(tt.token, path)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", tt.name, resp.StatusCode, body)
+		}
+		type section struct {
+			Name    string `json:"name"`
+			Visible bool   `json:"visible"`
+		}
+		var p struct {
+			Customer struct {
+				Documents   []json.RawMessage `json:"documents"`
+				StateReason string            `json:"state_reason"`
+			} `json:"customer"`
+			Sections []section `json:"sections"`
+		}
+		if err := json.Unmarshal(body, &p); err != nil {
+			t.Fatal(err)
+		}
+		shown := slices.Contains(p.Sections, section{projections.SectionDocuments, true})
+		if got := len(p.Customer.Documents) == 1; got != tt.documents || shown != tt.documents {
+			t.Errorf("%s: documents %v, documents section visible %v; want both %v", tt.name, got, shown, tt.documents)
+		}
+		if got := p.Customer.StateReason != ""; got != tt.reason {
+			t.Errorf("%s: state reason shown %v, want %v", tt.name, got, tt.reason)
+		}
+		// The history (what each event changed) and the state replayed from
+		// the log follow the same rules.
+		for _, route := range []string{"/history", "/state", "/state?revision=1"} {
+			resp, body = f.get(tt.token, path+route)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %s: %d %s", tt.name, route, resp.StatusCode, body)
+			}
+			if got := strings.Contains(string(body), "P1234567"); got != tt.documents {
+				t.Errorf("%s: %s shows the document number: %v, want %v", tt.name, route, got, tt.documents)
+			}
+			if got := strings.Contains(string(body), "tampered"); got != tt.reason && route != "/state?revision=1" {
+				t.Errorf("%s: %s shows the state reason: %v, want %v", tt.name, route, got, tt.reason)
+			}
 		}
 	}
 }

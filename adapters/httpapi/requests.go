@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/kycengine/kyc/domain"
+	"github.com/kycengine/kyc/projections"
 )
 
 // The request bodies. Field names are those of SPEC section 3; every body is
@@ -179,12 +180,6 @@ func (s *Server) view(caller domain.Caller, c *domain.Customer) customerView {
 	if age := c.Age(s.clock()); age >= 0 {
 		v.Age = &age
 	}
-	if caller.Actor.Kind == domain.ActorCustomer {
-		// The state reason and the internal review trail are never shown to
-		// the customer (seed 002).
-		shown := c.Clone()
-		shown.StateReason, shown.StatusChangedBy, shown.Check = "", "", nil
-		v.Customer = shown
-	}
+	v.Customer = projections.SeenBy(c, caller)
 	return v
 }
