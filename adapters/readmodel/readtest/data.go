@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -102,6 +103,12 @@ func randomCustomer(rng *rand.Rand, i int) projections.CustomerRow {
 	}
 	if rng.IntN(5) > 0 {
 		c.BirthDate = randomDate(rng, 1940, 70)
+	}
+	if c.BirthDate != "" && i%5 == 0 {
+		// A birthday on the day the queries run, or the day before or
+		// after: where the age filter's bounds lie.
+		year, _ := strconv.Atoi(c.BirthDate[:4])
+		c.BirthDate = time.Date(year, now.Month(), now.Day()+(i/5)%3-1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
 	}
 	for range rng.IntN(3) {
 		c.Emails = append(c.Emails, fmt.Sprintf("user%d@%s.example", rng.IntN(1000), pick(rng, companies)))

@@ -46,6 +46,8 @@ func Run(t *testing.T, newStore func(t *testing.T) projections.Store) {
 		{"SeqKeptOnReplace", testSeq},
 		{"ReplaceRewritesFilters", testReplace},
 		{"ListOracle", testListOracle},
+		{"AgeOnBirthdays", testAgeOnBirthdays},
+		{"RangeEdges", testRangeEdges},
 		{"AuditOracle", testAuditOracle},
 		{"AuditCompanies", testAuditCompanies},
 		{"ReadsDuringSwap", testReadsDuringSwap},
@@ -573,6 +575,104 @@ func testListOracle(t *testing.T, s projections.Store) {
 	for q.Page = 1; q.Page <= total/20+1; q.Page += 2 {
 		check(q)
 	}
+}
+
+// listEdges stores rows and checks each query against the oracle: the
+// deterministic edge cases that random data seldom reaches.
+func listEdges(t *testing.T, s projections.Store, rows []projections.CustomerRow, queries []projections.ListQuery) {
+	t.Helper()
+	ctx := testCtx(t)
+	gen := mustCreate(t, ctx, s, projections.CustomersProjection, 1)
+	mustPut(t, ctx, s, gen, pos(1), rows)
+	mustActivate(t, ctx, s, projections.CustomersProjection, gen)
+	stored := mustLoad(t, ctx, s, gen, ids(rows))
+	for i, r := range rows {
+		rows[i].Seq = stored[r.Customer.ID].Seq
+	}
+	for _, q := range queries {
+		q.PerPage, q.Now = 100, now
+		q = q.Normalized()
+		total, want := oracle(q, rows)
+		page, err := s.ListCustomers(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(page.Rows); page.Total != total || !slices.Equal(got, want) {
+			t.Errorf("query %s: got %v, want %v", describe(q), got, want)
+		}
+	}
+}
+
+func edgeCustomer(id string) *domain.Customer {
+	return &domain.Customer{ID: id, CompanyID: "acme", Lifecycle: "onboarding", LifecycleVersion: 1, Status: "active",
+		Emails: []string{}, Phones: []string{}, CreatedAt: now.Add(-time.Hour)}
+}
+
+// testRangeEdges: time ranges hold their start and not their end, date
+// ranges hold both ends, and a search word matches the words it starts and
+// not the first word after them, each tried on values a nanosecond, a day
+// or a letter from the bound.
+func testRangeEdges(t *testing.T, s projections.Store) {
+	from, to := now.Add(-48*time.Hour), now.Add(-24*time.Hour)
+	var rows []projections.CustomerRow
+	for i, at := range []time.Time{from.Add(-1), from, from.Add(1), to.Add(-1), to, to.Add(1)} {
+		c := edgeCustomer(fmt.Sprintf("cus-time-%d", i))
+		c.CreatedAt, c.LastStatusUpdate = at, &at
+		rows = append(rows, projections.CustomerRow{Customer: c})
+	}
+	for i, day := range []string{"2026-12-31", "2027-01-01", "2027-01-02", "2027-01-30", "2027-01-31", "2027-02-01"} {
+		c := edgeCustomer(fmt.Sprintf("cus-expiry-%d", i))
+		c.Documents = []domain.Document{{ID: "d", Type: "PASSPORT", ExpiryDate: day}}
+		rows = append(rows, projections.CustomerRow{Customer: c})
+	}
+	// Several documents each, one of them on or just before a bound: each
+	// customer is still listed once.
+	for i, days := range [][]string{{"2027-01-01", "2027-01-15"}, {"2026-12-31", "2027-01-15"}, {"2027-01-15", "2027-01-31", "2027-02-01"}} {
+		c := edgeCustomer(fmt.Sprintf("cus-expiries-%d", i))
+		for j, day := range days {
+			c.Documents = append(c.Documents, domain.Document{ID: fmt.Sprintf("d%d", j), Type: "PASSPORT", ExpiryDate: day})
+		}
+		rows = append(rows, projections.CustomerRow{Customer: c})
+	}
+	for i, last := range []string{"Anm", "Ann", "Anna", "Annz", "Ano", "Anoa"} {
+		c := edgeCustomer(fmt.Sprintf("cus-name-%d", i))
+		c.Name = &domain.Name{First: "Eve", Last: last}
+		rows = append(rows, projections.CustomerRow{Customer: c})
+	}
+	listEdges(t, s, rows, []projections.ListQuery{
+		{Created: projections.TimeRange{From: from, To: to}},
+		{Created: projections.TimeRange{From: from}},
+		{Created: projections.TimeRange{To: to}},
+		{Updated: projections.TimeRange{From: from, To: to}},
+		{Updated: projections.TimeRange{From: from}},
+		{Updated: projections.TimeRange{To: to}},
+		{Expiry: projections.DateRange{From: "2027-01-01", To: "2027-01-31"}},
+		{Expiry: projections.DateRange{From: "2027-01-01"}},
+		{Expiry: projections.DateRange{To: "2027-01-31"}},
+		{Expiry: projections.DateRange{From: "2027-01-31", To: "2027-01-31"}},
+		{Q: "ann"},
+		{Q: "an"},
+		{Q: "anz"},
+	})
+}
+
+// testAgeOnBirthdays: the age filter at its edges, which random data
+// seldom reaches: customers who turn 30, 31 or 40 the day the query runs,
+// the day before or the day after, on both sides of every bound.
+func testAgeOnBirthdays(t *testing.T, s projections.Store) {
+	var rows []projections.CustomerRow
+	for _, years := range []int{29, 30, 31, 39, 40, 41} {
+		for _, days := range []int{-1, 0, 1} {
+			c := edgeCustomer(fmt.Sprintf("cus-%d%+d", years, days))
+			c.BirthDate = now.AddDate(-years, 0, days).Format(time.DateOnly)
+			rows = append(rows, projections.CustomerRow{Customer: c})
+		}
+	}
+	thirty, forty := 30, 40
+	listEdges(t, s, rows, []projections.ListQuery{
+		{AgeMin: &thirty}, {AgeMax: &forty}, {AgeMin: &thirty, AgeMax: &forty},
+		{AgeMin: &thirty, AgeMax: &thirty}, {AgeMin: &forty, AgeMax: &forty},
+	})
 }
 
 func auditOracle(q projections.AuditQuery, all []projections.AuditEntry) (total int, page []string) {
