@@ -246,8 +246,16 @@ func (s *Service) CreateEndpoint(ctx context.Context, in EndpointInput) (Endpoin
 	if types == nil {
 		types = []string{}
 	}
-	e := Endpoint{ID: uuid.NewString(), Company: in.Company, URL: in.URL, Types: types, Description: in.Description, CreatedAt: now,
-		Secrets: []SecretInfo{{ID: uuid.NewString(), CreatedAt: now}}}
+	endpointID, err := newID()
+	if err != nil {
+		return Endpoint{}, "", err
+	}
+	secretID, err := newID()
+	if err != nil {
+		return Endpoint{}, "", err
+	}
+	e := Endpoint{ID: endpointID, Company: in.Company, URL: in.URL, Types: types, Description: in.Description, CreatedAt: now,
+		Secrets: []SecretInfo{{ID: secretID, CreatedAt: now}}}
 	if err := s.store.insertEndpoint(ctx, e, key); err != nil {
 		return Endpoint{}, "", fmt.Errorf("webhook: create endpoint: %w", err)
 	}
@@ -298,6 +306,18 @@ func (s *Service) DeleteEndpoint(ctx context.Context, scope Scope, id string) er
 	return nil
 }
 
+// newID names an endpoint or a secret. UUIDv7s drawn in one process grow,
+// so rows made within one millisecond (all that created_at keeps) still
+// list in the order they were made: lists sort by (created_at, id), and
+// the newest secret is the last.
+func newID() (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", fmt.Errorf("webhook: draw an id: %w", err)
+	}
+	return id.String(), nil
+}
+
 // RotateSecret adds a secret to an endpoint and returns it (the only time
 // it is shown) with the endpoint as it is now. The secrets that were
 // active keep signing for Config.RotationOverlap, so the receiver can
@@ -311,8 +331,12 @@ func (s *Service) RotateSecret(ctx context.Context, scope Scope, id string) (End
 	if err != nil {
 		return Endpoint{}, "", err
 	}
+	secretID, err := newID()
+	if err != nil {
+		return Endpoint{}, "", err
+	}
 	now := msec(s.cfg.Clock())
-	sec := SecretInfo{ID: uuid.NewString(), CreatedAt: now}
+	sec := SecretInfo{ID: secretID, CreatedAt: now}
 	if err := s.store.rotate(ctx, id, sec, key, now, now.Add(s.cfg.RotationOverlap)); err != nil {
 		return Endpoint{}, "", fmt.Errorf("webhook: rotate the secret of %s: %w", id, err)
 	}

@@ -779,3 +779,59 @@ func TestStopHandsBackClaims(t *testing.T) {
 		t.Errorf("the delivery waited %v, as long as the lease", took)
 	}
 }
+
+// Endpoints and an endpoint's secrets are listed oldest first, also when
+// they were made within one tick of the clock (created_at keeps
+// milliseconds): a secret's place in the list tells which one is newest.
+func TestOrderWithinOneTick(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db database) {
+		st := db.open(t)
+		defer st.Close()
+		cfg := fastConfig(st)
+		tick := time.Now()
+		cfg.Clock = func() time.Time { return tick }
+		svc, err := NewService(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := t.Context()
+		var made []string
+		for i := range 5 {
+			ep, _, err := svc.CreateEndpoint(ctx, EndpointInput{Company: "acme", URL: fmt.Sprintf("https://example.com/%d", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, ep.ID)
+		}
+		listed, err := svc.ListEndpoints(ctx, CompanyScope("acme"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ep := range listed {
+			got = append(got, ep.ID)
+		}
+		if !slices.Equal(got, made) {
+			t.Errorf("endpoints listed %v, made %v", got, made)
+		}
+
+		secretIDs := func(ep Endpoint) (ids []string) {
+			for _, s := range ep.Secrets {
+				ids = append(ids, s.ID)
+			}
+			return ids
+		}
+		before := secretIDs(listed[0])
+		for range 5 {
+			ep, _, err := svc.RotateSecret(ctx, CompanyScope("acme"), made[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := secretIDs(ep)
+			if len(after) != len(before)+1 || !slices.Equal(after[:len(before)], before) || ep.Secrets[len(before)].ExpiresAt != nil {
+				t.Fatalf("secrets before a rotation %v, after %+v: want the same with the new one last", before, ep.Secrets)
+			}
+			before = after
+		}
+	})
+}
