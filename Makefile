@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test ./adapters/httpapi -run '^$$' -fuzz '^FuzzKeysFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./adapters/delivery/cloudevent -run '^$$' -fuzz '^FuzzFromMessage$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./adapters/httpapi -run '^$$' -fuzz '^FuzzListQuery$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./projections -run '^$$' -fuzz '^FuzzSearchWords$$' -fuzztime $(FUZZTIME)
 
 ## build: the static kyc binary
 build:

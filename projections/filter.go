@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/kycengine/kyc/domain"
 )
@@ -43,32 +42,55 @@ func SearchTerms(c *domain.Customer) []string {
 
 // SearchWords splits a free-text query into the prefixes every one of which
 // must match a search term. A word that looks like a phone number keeps only
-// its digits, as phone terms do.
+// its digits, as phone terms do; a number written with its country code and
+// spaces ("+44 7700 900123") is one word, up to the next word that is not
+// a part of a number or starts another "+": the phone term it must start is
+// the whole number.
 func SearchWords(q string) []string {
 	var words []string
-	for _, w := range strings.Fields(strings.ToLower(q)) {
-		if looksLikePhone(w) {
-			w = digits(w)
-		}
+	add := func(w string) {
 		if w != "" && !slices.Contains(words, w) {
 			words = append(words, w)
 		}
 	}
+	fields := strings.Fields(strings.ToLower(q))
+	for i := 0; i < len(fields); i++ {
+		w := fields[i]
+		if !looksLikePhone(w) {
+			add(w)
+			continue
+		}
+		number := digits(w)
+		if strings.HasPrefix(w, "+") {
+			for ; i+1 < len(fields) && isPhoneGroup(fields[i+1]) && !strings.HasPrefix(fields[i+1], "+"); i++ {
+				number += digits(fields[i+1])
+			}
+		}
+		add(number)
+	}
 	return words
 }
 
+// looksLikePhone: digits with at least one of the signs people write phone
+// numbers with. Only ASCII digits count: phone terms keep no others, and a
+// word that lost every character would drop out of the query and widen it.
 func looksLikePhone(w string) bool {
+	return isPhoneGroup(w) && strings.ContainsAny(w, "+-().")
+}
+
+// isPhoneGroup: a part of a phone number as written, digits and signs only.
+func isPhoneGroup(w string) bool {
 	hasDigit := false
 	for _, r := range w {
 		switch {
-		case unicode.IsDigit(r):
+		case r >= '0' && r <= '9':
 			hasDigit = true
 		case r == '+' || r == '-' || r == '(' || r == ')' || r == '.':
 		default:
 			return false
 		}
 	}
-	return hasDigit && strings.ContainsAny(w, "+-().")
+	return hasDigit
 }
 
 func digits(s string) string {

@@ -2,6 +2,8 @@ package projections_test
 
 import (
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,4 +60,61 @@ func show(n *int) any {
 		return "open"
 	}
 	return *n
+}
+
+// TestSearchWords: how a free-text query becomes the prefixes that must
+// each start a search term. Phone terms are digits only (an E.164 number
+// without its "+"), so a number typed the way people write one, with a
+// country code and spaces, must become one word of its digits.
+func TestSearchWords(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want []string
+	}{
+		{"", nil},
+		{"  Ann   SMITH ", []string{"ann", "smith"}},
+		{"ann Ann", []string{"ann"}},
+		{"ann@example.com", []string{"ann@example.com"}},
+		{"+447700900123", []string{"447700900123"}},
+		{"+44 7700 900123", []string{"447700900123"}},
+		{"+1 (555) 010-9999", []string{"15550109999"}},
+		{"+44 7700 ann 900123", []string{"447700", "ann", "900123"}},
+		{"ann +44 7700", []string{"ann", "447700"}},
+		{"+44 1 +33 2", []string{"441", "332"}},
+		{"010-9999", []string{"0109999"}},
+		{"(555)", []string{"555"}},
+		{"2024 0001", []string{"2024", "0001"}}, // numbers without a "+" stay apart: id numbers, public ids
+		{"+", []string{"+"}},
+		{"+ 44", []string{"+", "44"}},
+		{"cus-0193", []string{"cus-0193"}},
+		{"0193-ab", []string{"0193-ab"}},
+		// Digits of other scripts are not phone digits: kept as typed, they
+		// match nothing, rather than vanish and let the query match everyone.
+		{"٣-٤", []string{"٣-٤"}},
+		{"+٤٤", []string{"+٤٤"}},
+	} {
+		if got := projections.SearchWords(tc.q); !slices.Equal(got, tc.want) {
+			t.Errorf("SearchWords(%q) = %q, want %q", tc.q, got, tc.want)
+		}
+	}
+}
+
+// FuzzSearchWords: whatever the query, its words are distinct and not
+// empty, and a query with anything but spaces in it keeps at least one word
+// (a query that lost all its words would match every customer).
+func FuzzSearchWords(f *testing.F) {
+	for _, q := range []string{"ann", "+44 7700 900123", "+1 (555) 010-9999", "\u0663-\u0664", "+ - ( )", "cus-0193 ann"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		words := projections.SearchWords(q)
+		if (len(words) == 0) != (len(strings.Fields(strings.ToLower(q))) == 0) {
+			t.Fatalf("SearchWords(%q) = %q", q, words)
+		}
+		for i, w := range words {
+			if w == "" || slices.Contains(words[:i], w) {
+				t.Fatalf("SearchWords(%q) = %q: an empty or repeated word", q, words)
+			}
+		}
+	})
 }
