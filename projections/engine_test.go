@@ -42,6 +42,7 @@ type world struct {
 	engine *projections.Engine
 	reader *projections.Reader
 	ctx    context.Context
+	stop   func()
 }
 
 func newWorld(t *testing.T, store projections.Store, batch int) *world {
@@ -66,11 +67,12 @@ func newWorld(t *testing.T, store projections.Store, batch int) *world {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() {
+	stop := func() {
 		cancel()
 		engine.Wait()
-	})
-	return &world{svc: svc, events: events, store: store, engine: engine, reader: reader, ctx: ctx}
+	}
+	t.Cleanup(stop)
+	return &world{svc: svc, events: events, store: store, engine: engine, reader: reader, ctx: ctx, stop: stop}
 }
 
 func (w *world) start(t *testing.T) {
@@ -399,3 +401,94 @@ func TestRebuildBatchSize(t *testing.T) {
 		})
 	}
 }
+
+// customersV2 is the customers projection as a later release would ship it:
+// the same rows, under a new version number.
+type customersV2 struct{ *projections.Customers }
+
+func (customersV2) Version() int { return 2 }
+
+// A release whose projection has a new version rebuilds it on start, in a
+// new generation, while the generation the old version built serves reads;
+// then reads move to the new one, which holds what the old one did.
+func TestNewProjectionVersionRebuildsOnStart(t *testing.T) {
+	for name, newStore := range readStores {
+		t.Run(name, func(t *testing.T) {
+			store := newStore(t)
+			w := newWorld(t, store, 16)
+			if err := demo.Seed(w.ctx, w.svc, 40, 4, 9, nil); err != nil {
+				t.Fatal(err)
+			}
+			w.start(t)
+			w.waitCaughtUp(t)
+			before := takeSnapshot(t, store)
+			old, ok, err := store.State(w.ctx, projections.CustomersProjection)
+			if err != nil || !ok || old.Version != 1 {
+				t.Fatalf("first release: %+v %v %v", old, ok, err)
+			}
+			// The first release stops; the next one starts on the same stores.
+			w.stop()
+
+			customers, err := projections.NewCustomers(store, w.svc.Codec(), w.svc.Lifecycles())
+			if err != nil {
+				t.Fatal(err)
+			}
+			gate := make(chan struct{})
+			engine, err := projections.NewEngine(projections.EngineConfig{Events: w.events, Store: store, BatchSize: 16,
+				Projections: []projections.Projection{customersV2{customers}}, Observer: &rebuildGate{open: gate}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer func() { cancel(); engine.Wait() }()
+			if err := engine.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for rebuilding := false; !rebuilding; time.Sleep(5 * time.Millisecond) {
+				sts, err := engine.Status(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rebuilding = sts[0].Rebuild != nil; !rebuilding && time.Now().After(deadline) {
+					t.Fatalf("no rebuild started: %+v", sts[0])
+				}
+			}
+			// While the rebuild is held at its first batch, reads are the
+			// old version's.
+			if st, _, err := store.State(ctx, projections.CustomersProjection); err != nil || st.Active != old.Active || st.Version != 1 {
+				t.Fatalf("during the rebuild: %+v %v, want generation %d of version 1 serving reads", st, err, old.Active)
+			}
+			sameSnapshots(t, "during the rebuild", before, takeSnapshot(t, store))
+			close(gate)
+			for {
+				st, _, err := store.State(ctx, projections.CustomersProjection)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Version == 2 {
+					if st.Active == old.Active || st.Checkpoint != old.Checkpoint {
+						t.Fatalf("after the rebuild: %+v, before %+v", st, old)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no rebuild to version 2: %+v", st)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			sameSnapshots(t, "after the rebuild", before, takeSnapshot(t, store))
+		})
+	}
+}
+
+// rebuildGate holds a rebuild's first batch until open is closed.
+type rebuildGate struct{ open chan struct{} }
+
+func (g *rebuildGate) Applied(_ string, _ []domain.RecordedEvent, _ time.Duration, rebuilding bool) {
+	if rebuilding {
+		<-g.open
+	}
+}
+func (*rebuildGate) Lag(string, int64, float64) {}
+func (*rebuildGate) Held(string, time.Duration) {}
