@@ -30,6 +30,8 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-clean:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	@dead=$$($(GO) tool deadcode -test ./...); \
+	if [ -n "$$dead" ]; then echo "functions nothing calls, tests included:"; echo "$$dead"; exit 1; fi
 
 ## fuzz: run each fuzz test for a while (FUZZTIME=30s by default)
 FUZZTIME ?= 30s

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"time"
 )
 
 // Event is a fact about a customer, past tense. Its JSON is the event's
@@ -406,6 +405,3 @@ func (c *Codec) DecodeRecorded(r RecordedEvent) (Recorded, error) {
 	}
 	return Recorded{Event: e, Meta: r}, nil
 }
-
-// occurredAtUTC normalises times put into events.
-func occurredAtUTC(t time.Time) time.Time { return t.UTC() }

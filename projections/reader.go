@@ -66,9 +66,6 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 // Now is the reader's clock, for rendering ages.
 func (r *Reader) Now() time.Time { return r.clock() }
 
-// MaxWait is the longest a read waits for a revision.
-func (r *Reader) MaxWait() time.Duration { return r.maxWait }
-
 // ErrCompanyFilter: a caller without the superuser role used the company
 // filter (seed 000: the company filter is for superusers only).
 var ErrCompanyFilter = errors.New("the company filter is for superusers only")

@@ -89,9 +89,6 @@ type config struct {
 // WithObserver reports every group commit to o.
 func WithObserver(o Observer) Option { return func(c *config) { c.observer = o } }
 
-// WithClock sets the clock that stamps RecordedAt (default time.Now).
-func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
-
 // WithPollInterval sets how often a subscription on a read-only store looks
 // for events another process committed (default 250ms). Stores open for
 // writing wake their subscriptions on each commit instead.

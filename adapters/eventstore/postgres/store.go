@@ -109,9 +109,6 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // WithObserver reports every group commit to o.
 func WithObserver(o Observer) Option { return func(c *config) { c.observer = o } }
 
-// WithClock sets the clock that stamps RecordedAt (default time.Now).
-func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
-
 // WithPollInterval sets how often a subscription reads the log without
 // having been notified (default 500ms): the fallback for notifications lost
 // while the listening connection was down.

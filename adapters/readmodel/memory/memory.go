@@ -61,11 +61,6 @@ type generation struct {
 // Option configures a Store.
 type Option func(*Store)
 
-// WithClock sets the clock that stamps ProjectionState.UpdatedAt.
-func WithClock(clock func() time.Time) Option {
-	return func(s *Store) { s.clock = clock }
-}
-
 // New returns an empty store.
 func New(opts ...Option) *Store {
 	s := &Store{clock: time.Now, gens: map[projections.Generation]*generation{}, active: map[string]projections.Generation{}}

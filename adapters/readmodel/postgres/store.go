@@ -101,7 +101,6 @@ type Option func(*config)
 
 type config struct {
 	logger       *slog.Logger
-	maxConns     int32
 	notify       bool
 	lockTimeout  time.Duration
 	dropAttempts int
@@ -111,12 +110,6 @@ type config struct {
 // (a lost listening connection, tables whose drop was put off).
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
-}
-
-// WithMaxConns bounds the connection pool; pgxpool's default (the larger of
-// 4 and the number of CPUs) otherwise, or pool_max_conns in the URL.
-func WithMaxConns(n int32) Option {
-	return func(c *config) { c.maxConns = n }
 }
 
 // WithoutNotify makes reads look the active generation up in the database
@@ -195,9 +188,6 @@ func Open(ctx context.Context, url string, opts ...Option) (_ *Store, err error)
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres read model: %w", err)
-	}
-	if cfg.maxConns > 0 {
-		pcfg.MaxConns = cfg.maxConns
 	}
 	// Read models can always be rebuilt from the log, and rows commit with
 	// their checkpoint, so a crash that loses the last commits only makes
