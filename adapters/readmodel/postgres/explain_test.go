@@ -32,6 +32,23 @@ func TestPrefixEnd(t *testing.T) {
 	}
 }
 
+// The tables that say which fields the terms table holds agree.
+func TestTermFields(t *testing.T) {
+	if len(termFields) != firstSingle+len(singleFields) {
+		t.Fatalf("%d term fields, want %d and %d single-valued", len(termFields), firstSingle, len(singleFields))
+	}
+	seen := map[string]bool{}
+	for i, f := range termFields {
+		if len(f.code) != 1 || seen[f.code] {
+			t.Errorf("field %d: code %q is not one character, or is taken", i, f.code)
+		}
+		seen[f.code] = true
+		if f.single != (i >= firstSingle) || (f.single && !f.counted) {
+			t.Errorf("field %d (%q): single %v, counted %v", i, f.code, f.single, f.counted)
+		}
+	}
+}
+
 // explainCustomers makes n customers whose values spread like real ones:
 // a few common values and a long tail, so that selective filters exist.
 func explainCustomers(n int) []projections.CustomerRow {
@@ -157,15 +174,19 @@ func TestListQueryPlans(t *testing.T) {
 		{"search in a company", projections.ListQuery{ScopeCompany: "co-02", Q: rows[7].Customer.Name.Last[:3]}, terms, terms},
 		{"search by name", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4], Sort: projections.SortName}, terms, terms},
 		{"status", projections.ListQuery{Statuses: []string{"status-3"}}, "", ix("status")},
-		{"nationality", projections.ListQuery{Nationalities: []string{"N7", "N8"}}, "", ix("nationality")},
+		{"nationality", projections.ListQuery{Nationalities: []string{"N7", "N8"}}, terms, termCounts},
 		{"risk", projections.ListQuery{Risks: []string{"risk-1"}}, "", ix("risk")},
 		{"video call", projections.ListQuery{VideoCallStatuses: []string{"video-2"}}, "", ix("video")},
 		{"verification status", projections.ListQuery{VerificationStatuses: []string{"vs-1"}}, "", ix("vstatus")},
 		{"state", projections.ListQuery{States: []string{"state-2"}}, "", ix("state")},
-		{"country", projections.ListQuery{Countries: []string{"C3"}}, "", ix("country")},
-		{"agent", projections.ListQuery{Agents: []string{"agent-7"}}, ix("agent"), ix("agent")},
-		{"referral", projections.ListQuery{ReferralCodes: []string{"REF17"}}, ix("referral"), ix("referral")},
+		{"country", projections.ListQuery{Countries: []string{"C3"}}, terms, termCounts},
+		{"country in a company", projections.ListQuery{ScopeCompany: "co-04", Countries: []string{"C3", "C4"}}, terms, termCounts},
+		{"agent", projections.ListQuery{Agents: []string{"agent-7"}}, terms, termCounts},
+		{"referral", projections.ListQuery{ReferralCodes: []string{"REF17"}}, terms, termCounts},
 		{"level", projections.ListQuery{VerificationLevels: []int{5}}, "", ix("level")},
+		{"country by name", projections.ListQuery{Countries: []string{"C3"}, Sort: projections.SortName}, "", ix("country")},
+		{"country and status", projections.ListQuery{Statuses: []string{"status-3"}, Countries: []string{"C3"}}, "", ix("country")},
+		{"no agent", projections.ListQuery{Agents: []string{"", "agent-7"}}, "", ix("agent")},
 		{"created", projections.ListQuery{Created: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, ix("created"), ix("created")},
 		{"updated", projections.ListQuery{Updated: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, "", ix("updated")},
 		{"tags", projections.ListQuery{Tags: []string{"tag-5"}}, terms, termCounts},

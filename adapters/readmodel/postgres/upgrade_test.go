@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"database/sql"
 	"fmt"
 	"slices"
 	"testing"
@@ -18,7 +19,8 @@ import (
 
 // A generation made before the terms table (schema version 1: search and
 // expiry tables, single-column filter indexes) is rewritten by the
-// migration: its lists answer as before, and later puts, including ones
+// migrations (the terms table, then its rows of single-valued filters): its
+// lists answer as before, and later puts, including ones
 // that move customers to another company or created date, keep it equal to
 // a generation built fresh from the same rows.
 func TestUpgradeToTermsTable(t *testing.T) {
@@ -46,6 +48,11 @@ func TestUpgradeToTermsTable(t *testing.T) {
 		{AccessGroups: []string{"group-4"}}, {DocumentTypes: []string{"passport"}}, {Q: rows[5].Customer.Name.Last[:3]},
 		{Expiry: projections.DateRange{From: "2024-01-01", To: "2026-12-31"}}, {Statuses: []string{"approved"}},
 		{Tags: []string{"tag-1"}, Sort: projections.SortName}, {Tags: []string{"tag-1"}, Statuses: []string{"approved"}},
+		{Nationalities: []string{"N7", "PT"}}, {VerificationLevels: []int{2, 3}}, {Countries: []string{"C3"}},
+		{ReferralCodes: []string{valueOf(rows, func(c *domain.Customer) string { return c.ReferralCode })}},
+		{VideoCallStatuses: []string{valueOf(rows, func(c *domain.Customer) string { return c.VideoCallStatus })}},
+		{Agents: []string{valueOf(rows, func(c *domain.Customer) string { return c.CreatedByAgent })}},
+		{VerificationStatuses: []string{"identified"}}, {States: []string{"state-2"}}, {Risks: []string{"normal"}},
 	} {
 		for _, scope := range []string{"", "co-03"} {
 			for _, page := range []int{1, 3} {
@@ -136,6 +143,14 @@ func TestUpgradeToTermsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	upgraded := answers(s)
+	termTables := []string{
+		"SELECT field, value, created_at, seq, company_id FROM read_terms_g%d ORDER BY 1, 2, 3, 4",
+		"SELECT field, value, company_id, n FROM read_term_counts_g%d WHERE n <> 0 ORDER BY 1, 2, 3",
+	}
+	var upgradedTerms [][]string
+	for _, table := range termTables {
+		upgradedTerms = append(upgradedTerms, dump(t, db, fmt.Sprintf(table, gen)))
+	}
 	fresh, err := s.CreateGeneration(ctx, projections.CustomersProjection, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -148,6 +163,13 @@ func TestUpgradeToTermsTable(t *testing.T) {
 	}
 	if got := answers(s); !slices.Equal(upgraded, got) {
 		t.Fatalf("the upgraded generation after puts differs from a fresh one:\n%v\n%v", upgraded, got)
+	}
+	// Row for row: the lists above cannot see rows no filter asks for.
+	for i, table := range termTables {
+		if b := dump(t, db, fmt.Sprintf(table, fresh)); !slices.Equal(upgradedTerms[i], b) {
+			t.Errorf("%s: the upgraded generation has %d rows, a fresh one %d; first difference: %s",
+				table, len(upgradedTerms[i]), len(b), firstDifference(upgradedTerms[i], b))
+		}
 	}
 	// And both agree with the rows themselves.
 	for i, q := range queries {
@@ -163,4 +185,53 @@ func TestUpgradeToTermsTable(t *testing.T) {
 			t.Errorf("query %d: total %d, want %d", i, total, len(want))
 		}
 	}
+}
+
+// valueOf is the first value of a field that the rows hold other than "".
+func valueOf(rows []projections.CustomerRow, field func(*domain.Customer) string) string {
+	for _, r := range rows {
+		if v := field(r.Customer); v != "" {
+			return v
+		}
+	}
+	panic("no customer has a value")
+}
+
+// dump reads a query's rows, each as one string.
+func dump(t *testing.T, db *sql.DB, query string) []string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint(vals...))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func firstDifference(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Sprintf("%q against %q", a[i], b[i])
+		}
+	}
+	return "one is longer"
 }
