@@ -3,9 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"time"
-
+	"os"
 	"testing"
+	"time"
 
 	"github.com/kycengine/kyc/adapters/demo"
 	pgevents "github.com/kycengine/kyc/adapters/eventstore/postgres"
@@ -137,4 +137,29 @@ func durablePostgres(b *testing.B) *pgtest.Server {
 		}
 	})
 	return srv
+}
+
+// BenchmarkPostgresReadModelsLists runs (c) of BenchmarkPostgresReadModels
+// alone, on the PostgreSQL read models KYC_BENCH_READ names (a database a
+// `kyc projections rebuild customers --read postgres://...` filled, for
+// example from the log KYC_BENCH_DATA keeps), so that a change to the list
+// queries or indexes is measured in a minute instead of a full run.
+// KYC_BENCH_LIST, when set, keeps the queries whose name contains it.
+func BenchmarkPostgresReadModelsLists(b *testing.B) {
+	url := os.Getenv("KYC_BENCH_READ")
+	if url == "" {
+		b.Skip("this benchmark measures kept PostgreSQL read models: set KYC_BENCH_READ=postgres://... (BenchmarkPostgresReadModels builds its own)")
+	}
+	ctx := context.Background()
+	rm, err := pgread.Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rm.Close() })
+	all, err := rm.ListCustomers(ctx, projections.ListQuery{Page: 1, PerPage: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lists := listLatencies(b, ctx, rm, os.Getenv("KYC_BENCH_LIST"), func(format string, args ...any) { b.Logf(format, args...) })
+	printLists(b, fmt.Sprintf("PostgreSQL read models at %d customers", all.Total), lists)
 }

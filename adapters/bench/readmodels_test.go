@@ -88,8 +88,14 @@ func BenchmarkReadModelsLag(b *testing.B) {
 func BenchmarkReadModelsLists(b *testing.B) {
 	ds, rm, _, _ := keptReadModels(b)
 	lists := listLatencies(b, context.Background(), rm, os.Getenv("KYC_BENCH_LIST"), ds.say)
+	printLists(b, fmt.Sprintf("read models at %d customers", ds.n), lists)
+}
+
+// printLists prints the list table of (c) under a title and reports how
+// many were over the target and the worst p95.
+func printLists(b *testing.B, title string, lists []listFigure) {
 	var out strings.Builder
-	fmt.Fprintf(&out, "\nread models at %d customers\n", ds.n)
+	fmt.Fprintf(&out, "\n%s\n", title)
 	over, worst := reportLists(&out, lists)
 	fmt.Print(out.String() + "\n")
 	b.ReportMetric(float64(over), "list-over-target")

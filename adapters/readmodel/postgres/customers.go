@@ -105,19 +105,22 @@ func recordOf(ord int, r projections.CustomerRow) record {
 
 // termField is a field of the terms table: its code in the field column;
 // whether its values are exact (counted per value in the term counts
-// table) rather than ranged over (search prefixes, expiry dates); and
-// whether a customer has one value of it at most.
+// table) rather than ranged over (search prefixes, expiry dates); whether
+// a customer has one value of it at most; and whether it is counted only,
+// with no rows in the terms table.
 type termField struct {
-	code            string
-	counted, single bool
+	code                     string
+	counted, single, rowless bool
 }
 
 // termFields are the fields of the terms table, in the order of terms:
 // those with several values per customer, then the single-valued filters
 // of singleFields, in that order.
-var termFields = [...]termField{{"q", false, false}, {"e", false, false}, {"t", true, false}, {"r", true, false},
-	{"g", true, false}, {"d", true, false},
-	{"n", true, true}, {"c", true, true}, {"a", true, true}, {"f", true, true}}
+var termFields = [...]termField{{"q", false, false, false}, {"e", false, false, false}, {"t", true, false, false},
+	{"r", true, false, false}, {"g", true, false, false}, {"d", true, false, false},
+	{"n", true, true, false}, {"c", true, true, false}, {"a", true, true, false}, {"f", true, true, false},
+	{"s", true, true, true}, {"k", true, true, true}, {"v", true, true, true}, {"l", true, true, true},
+	{"w", true, true, true}, {"z", true, true, true}}
 
 const (
 	termSearch = iota
@@ -129,17 +132,22 @@ const (
 	firstSingle
 )
 
-// singleFields are filters on one value per customer that the terms table
-// also holds (each is a column of the customers table too): alone, such a
-// filter then pages and counts off the terms table's key and the term
-// counts, where through the column's index a deep page sorted every match
-// (80 to 260 ms at 1,000,000 customers). They are the ones a customer
-// keeps: a value that changes moves a row of the terms table and two
-// counts, which for the fields that change often (status, risk, video call
-// status) made the customers projection's batches about twice as slow and,
-// held to --max-read-lag, cut the write rate to a third. A customer without
-// a value has no row: no filter asks for "" (a query that does reads the
-// column).
+// singleFields are filters on one value per customer (each a column of the
+// customers table) that the term counts count, so that a list filtered by
+// one of them alone totals off those counts instead of counting its matches
+// (count(*) of 186,904 took 45 to 50 ms at 1,000,000 customers).
+//
+// The first four, the values a customer keeps, also have rows in the terms
+// table: alone, such a filter pages off the terms table's key, where
+// through the column's index a deep page sorted every match (80 to 260 ms
+// at 1,000,000 customers). The others change all the time: moving a terms
+// row on every change made the customers projection's batches about twice
+// as slow and, held to --max-read-lag, cut the write rate to a third. They
+// are counted only (rowless), and page off their columns' indexes, which
+// are followed by the created date for that.
+//
+// A customer without a value has neither row nor count: no filter asks for
+// "" (a query that does reads the column).
 var singleFields = [...]struct {
 	column string
 	of     func(*record) string
@@ -149,6 +157,21 @@ var singleFields = [...]struct {
 	{"country", func(r *record) string { return r.Country }, func(q projections.ListQuery) []string { return q.Countries }},
 	{"created_by_agent", func(r *record) string { return r.CreatedByAgent }, func(q projections.ListQuery) []string { return q.Agents }},
 	{"referral_code", func(r *record) string { return r.ReferralCode }, func(q projections.ListQuery) []string { return q.ReferralCodes }},
+	{"status", func(r *record) string { return r.Status }, func(q projections.ListQuery) []string { return q.Statuses }},
+	{"risk", func(r *record) string { return r.Risk }, func(q projections.ListQuery) []string { return q.Risks }},
+	{"video_call_status", func(r *record) string { return r.VideoCallStatus }, func(q projections.ListQuery) []string { return q.VideoCallStatuses }},
+	{"verification_level", func(r *record) string { return strconv.Itoa(r.VerificationLevel) }, func(q projections.ListQuery) []string {
+		if len(q.VerificationLevels) == 0 {
+			return nil
+		}
+		levels := make([]string, len(q.VerificationLevels))
+		for i, l := range q.VerificationLevels {
+			levels[i] = strconv.Itoa(l)
+		}
+		return levels
+	}},
+	{"verification_status", func(r *record) string { return r.VerificationStatus }, func(q projections.ListQuery) []string { return q.VerificationStatuses }},
+	{"state", func(r *record) string { return r.State }, func(q projections.ListQuery) []string { return q.States }},
 }
 
 // singleTerm is the rows of a single-valued field: none for "".
@@ -366,19 +389,25 @@ func (s *Store) PutCustomers(ctx context.Context, gen projections.Generation, ch
 			rewrite := ok && (o.company != rec.CompanyID || o.createdAt != rec.CreatedAt)
 			for f, field := range termFields {
 				del := func(v string) {
-					tc.delFields, tc.delValues = append(tc.delFields, field.code), append(tc.delValues, v)
-					tc.delCreated, tc.delSeqs = append(tc.delCreated, o.createdAt), append(tc.delSeqs, o.seq)
 					if field.counted {
 						termCounts[termCount{field.code, v, o.company}]--
 					}
+					if field.rowless {
+						return
+					}
+					tc.delFields, tc.delValues = append(tc.delFields, field.code), append(tc.delValues, v)
+					tc.delCreated, tc.delSeqs = append(tc.delCreated, o.createdAt), append(tc.delSeqs, o.seq)
 				}
 				add := func(v string) {
-					tc.addFields, tc.addValues = append(tc.addFields, field.code), append(tc.addValues, v)
-					tc.addCreated, tc.addIDs = append(tc.addCreated, rec.CreatedAt), append(tc.addIDs, id)
-					tc.addCompanies = append(tc.addCompanies, rec.CompanyID)
 					if field.counted {
 						termCounts[termCount{field.code, v, rec.CompanyID}]++
 					}
+					if field.rowless {
+						return
+					}
+					tc.addFields, tc.addValues = append(tc.addFields, field.code), append(tc.addValues, v)
+					tc.addCreated, tc.addIDs = append(tc.addCreated, rec.CreatedAt), append(tc.addIDs, id)
+					tc.addCompanies = append(tc.addCompanies, rec.CompanyID)
 				}
 				if rewrite {
 					diff(o.terms[f], nil, del, add)
@@ -486,7 +515,7 @@ func upsertSQL(t customerTables) string {
 func (s *Store) loadStored(ctx context.Context, t customerTables, ids []string) (map[string]stored, error) {
 	singleCols := make([]string, len(singleFields))
 	for i, f := range singleFields {
-		singleCols[i] = "c." + f.column
+		singleCols[i] = "c." + f.column + "::text"
 	}
 	rows, err := s.pool.Query(ctx, `SELECT c.id, c.seq, c.company_id, c.created_at, c.tags, c.access_roles, c.access_groups, c.doc_types, d.terms, `+
 		strings.Join(singleCols, ", ")+` FROM `+t.customers+` c JOIN `+t.docs+` d ON d.seq = c.seq WHERE c.id = ANY($1)`, ids)
@@ -723,12 +752,18 @@ func customerFilter(q projections.ListQuery, t customerTables) (w where, company
 	w.anyOf("c.country", q.Countries)
 	w.anyOf("c.created_by_agent", q.Agents)
 	w.anyOf("c.referral_code", q.ReferralCodes)
-	if len(q.VerificationLevels) > 0 {
-		levels := make([]int32, len(q.VerificationLevels))
-		for i, l := range q.VerificationLevels {
-			levels[i] = int32(l)
+	// One value is an equality, which an index followed by the sort key
+	// reads in page order; ANY would sort.
+	switch levels := q.VerificationLevels; len(levels) {
+	case 0:
+	case 1:
+		w.add("c.verification_level = " + w.arg(int32(levels[0])))
+	default:
+		ints := make([]int32, len(levels))
+		for i, l := range levels {
+			ints[i] = int32(l)
 		}
-		w.add("c.verification_level = ANY(" + w.arg(levels) + "::integer[])")
+		w.add("c.verification_level = ANY(" + w.arg(ints) + "::integer[])")
 	}
 	if !q.Created.From.IsZero() {
 		w.add("c.created_at >= " + w.arg(q.Created.From.UnixNano()))
@@ -815,13 +850,16 @@ func orderBy(q projections.ListQuery, a string) (key, order string) {
 func listSQL(q projections.ListQuery, gen projections.Generation) (page string, pageArgs []any, count string, countArgs []any) {
 	t := tablesOf(gen)
 	w, companyOnly, lone := customerFilter(q, t)
-	if lone != nil && q.Sort == projections.SortCreatedAt {
+	if lone != nil && !lone.field.rowless && q.Sort == projections.SortCreatedAt {
 		return loneTermsSQL(q, t, *lone)
 	}
 	countArgs = w.args
-	if companyOnly {
+	switch {
+	case companyOnly:
 		count, countArgs = companyCount(t.counts, q.ScopeCompany, q.Companies)
-	} else {
+	case lone != nil && lone.counted():
+		count, countArgs = termCountSQL(q, t, *lone)
+	default:
 		count = "SELECT count(*) FROM " + t.customers + " c" + w.String()
 	}
 	key, inner := orderBy(q, "c.")
@@ -853,18 +891,8 @@ func pageOf(t customerTables, keys string, q projections.ListQuery) string {
 // the terms table's key, which holds the sort key and the company, and for
 // one exact value the total comes off the term counts.
 func loneTermsSQL(q projections.ListQuery, t customerTables, f termFilter) (page string, pageArgs []any, count string, countArgs []any) {
-	scope := func(w *where, x string) string {
-		var conds []string
-		if q.ScopeCompany != "" {
-			conds = append(conds, x+".company_id = "+w.arg(q.ScopeCompany))
-		}
-		if len(q.Companies) > 0 {
-			conds = append(conds, x+".company_id = ANY("+w.arg(q.Companies)+"::text[])")
-		}
-		return strings.Join(append([]string{""}, conds...), " AND ")
-	}
 	var pw, cw where
-	pageCond := f.on(&pw, "x") + scope(&pw, "x")
+	pageCond := f.on(&pw, "x") + companyScope(q, &pw, "x")
 	_, order := orderBy(q, "x.")
 	keys := "SELECT x.seq, x.created_at FROM " + t.terms + " x WHERE " + pageCond
 	if !f.oneRowEach() {
@@ -872,15 +900,38 @@ func loneTermsSQL(q projections.ListQuery, t customerTables, f termFilter) (page
 	}
 	keys += " ORDER BY " + order + " LIMIT " + pw.arg(int64(q.PerPage)) + " OFFSET " + pw.arg(int64(q.Offset()))
 	switch {
-	case f.oneRowEach() && f.field.counted:
-		count = "SELECT coalesce(sum(k.n), 0)::bigint FROM " + t.termCounts + " k WHERE k.field = '" + f.field.code +
-			"' AND " + f.valuesOn(&cw, "k") + scope(&cw, "k")
+	case f.counted():
+		count, countArgs = termCountSQL(q, t, f)
 	case f.oneRowEach():
-		count = "SELECT count(*) FROM " + t.terms + " x WHERE " + f.on(&cw, "x") + scope(&cw, "x")
+		count, countArgs = "SELECT count(*) FROM "+t.terms+" x WHERE "+f.on(&cw, "x")+companyScope(q, &cw, "x"), cw.args
 	default:
-		count = "SELECT count(DISTINCT x.seq) FROM " + t.terms + " x WHERE " + f.on(&cw, "x") + scope(&cw, "x")
+		count, countArgs = "SELECT count(DISTINCT x.seq) FROM "+t.terms+" x WHERE "+f.on(&cw, "x")+companyScope(q, &cw, "x"), cw.args
 	}
-	return pageOf(t, keys, q), pw.args, count, cw.args
+	return pageOf(t, keys, q), pw.args, count, countArgs
+}
+
+// counted reports that the term counts hold the filter's total: its
+// values are exact and a customer matches through one of them at most.
+func (f termFilter) counted() bool { return f.field.counted && f.oneRowEach() }
+
+// termCountSQL is the total of a query whose one filter besides companies
+// is f, off the term counts.
+func termCountSQL(q projections.ListQuery, t customerTables, f termFilter) (string, []any) {
+	var w where
+	return "SELECT coalesce(sum(k.n), 0)::bigint FROM " + t.termCounts + " k WHERE k.field = '" + f.field.code +
+		"' AND " + f.valuesOn(&w, "k") + companyScope(q, &w, "k"), w.args
+}
+
+// companyScope is q's company filters on table x, each preceded by AND.
+func companyScope(q projections.ListQuery, w *where, x string) string {
+	var conds []string
+	if q.ScopeCompany != "" {
+		conds = append(conds, x+".company_id = "+w.arg(q.ScopeCompany))
+	}
+	if len(q.Companies) > 0 {
+		conds = append(conds, x+".company_id = ANY("+w.arg(q.Companies)+"::text[])")
+	}
+	return strings.Join(append([]string{""}, conds...), " AND ")
 }
 
 // companyCount sums a count table over the companies a query allows.

@@ -43,8 +43,8 @@ func TestTermFields(t *testing.T) {
 			t.Errorf("field %d: code %q is not one character, or is taken", i, f.code)
 		}
 		seen[f.code] = true
-		if f.single != (i >= firstSingle) || (f.single && !f.counted) {
-			t.Errorf("field %d (%q): single %v, counted %v", i, f.code, f.single, f.counted)
+		if f.single != (i >= firstSingle) || (f.single && !f.counted) || (f.rowless && !f.single) {
+			t.Errorf("field %d (%q): single %v, counted %v, rowless %v", i, f.code, f.single, f.counted, f.rowless)
 		}
 	}
 }
@@ -173,18 +173,20 @@ func TestListQueryPlans(t *testing.T) {
 		{"search email", projections.ListQuery{Q: rows[9].Customer.Emails[0][:6]}, terms, terms},
 		{"search in a company", projections.ListQuery{ScopeCompany: "co-02", Q: rows[7].Customer.Name.Last[:3]}, terms, terms},
 		{"search by name", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4], Sort: projections.SortName}, terms, terms},
-		{"status", projections.ListQuery{Statuses: []string{"status-3"}}, "", ix("status")},
+		{"status", projections.ListQuery{Statuses: []string{"status-3"}}, ix("status"), termCounts},
 		{"nationality", projections.ListQuery{Nationalities: []string{"N7", "N8"}}, terms, termCounts},
-		{"risk", projections.ListQuery{Risks: []string{"risk-1"}}, "", ix("risk")},
-		{"video call", projections.ListQuery{VideoCallStatuses: []string{"video-2"}}, "", ix("video")},
-		{"verification status", projections.ListQuery{VerificationStatuses: []string{"vs-1"}}, "", ix("vstatus")},
-		{"state", projections.ListQuery{States: []string{"state-2"}}, "", ix("state")},
+		{"risk", projections.ListQuery{Risks: []string{"risk-1"}}, ix("risk"), termCounts},
+		{"video call", projections.ListQuery{VideoCallStatuses: []string{"video-2"}}, ix("video"), termCounts},
+		{"verification status", projections.ListQuery{VerificationStatuses: []string{"vs-1"}}, ix("vstatus"), termCounts},
+		{"state", projections.ListQuery{States: []string{"state-2"}}, ix("state"), termCounts},
 		{"country", projections.ListQuery{Countries: []string{"C3"}}, terms, termCounts},
 		{"country in a company", projections.ListQuery{ScopeCompany: "co-04", Countries: []string{"C3", "C4"}}, terms, termCounts},
 		{"agent", projections.ListQuery{Agents: []string{"agent-7"}}, terms, termCounts},
 		{"referral", projections.ListQuery{ReferralCodes: []string{"REF17"}}, terms, termCounts},
-		{"level", projections.ListQuery{VerificationLevels: []int{5}}, "", ix("level")},
-		{"country by name", projections.ListQuery{Countries: []string{"C3"}, Sort: projections.SortName}, "", ix("country")},
+		{"level", projections.ListQuery{VerificationLevels: []int{5}}, ix("level"), termCounts},
+		{"two levels", projections.ListQuery{VerificationLevels: []int{4, 5}}, "", termCounts},
+		{"status and risk", projections.ListQuery{Statuses: []string{"status-3"}, Risks: []string{"risk-1"}}, "", ix("risk")},
+		{"country by name", projections.ListQuery{Countries: []string{"C3"}, Sort: projections.SortName}, "", termCounts},
 		{"country and status", projections.ListQuery{Statuses: []string{"status-3"}, Countries: []string{"C3"}}, "", ix("country")},
 		{"no agent", projections.ListQuery{Agents: []string{"", "agent-7"}}, "", ix("agent")},
 		{"created", projections.ListQuery{Created: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, ix("created"), ix("created")},
@@ -195,11 +197,11 @@ func TestListQueryPlans(t *testing.T) {
 		{"document types", projections.ListQuery{DocumentTypes: []string{"doc-5"}}, terms, termCounts},
 		{"document types in a company", projections.ListQuery{ScopeCompany: "co-04", DocumentTypes: []string{"doc-5"}}, terms, termCounts},
 		{"two tags", projections.ListQuery{Tags: []string{"tag-5", "tag-6"}}, terms, terms},
-		{"tags by name", projections.ListQuery{Tags: []string{"tag-5"}, Sort: projections.SortName}, "", ix("tags")},
+		{"tags by name", projections.ListQuery{Tags: []string{"tag-5"}, Sort: projections.SortName}, "", termCounts},
 		{"tags and status", projections.ListQuery{Tags: []string{"tag-5"}, Statuses: []string{"status-3"}}, "", ix("tags")},
 		{"expiry", projections.ListQuery{Expiry: projections.DateRange{From: "2024-03-01", To: "2024-03-10"}}, terms, terms},
 		{"age", projections.ListQuery{AgeMin: &age, AgeMax: &age}, "", ix("birth")},
-		{"company and status", projections.ListQuery{ScopeCompany: "co-01", Statuses: []string{"status-2"}}, "", ix("status")},
+		{"company and status", projections.ListQuery{ScopeCompany: "co-01", Statuses: []string{"status-2"}}, "", termCounts},
 	} {
 		q := tc.q
 		q.Now = now

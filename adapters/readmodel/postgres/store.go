@@ -36,18 +36,20 @@
 // writers that race.
 //
 // Indexes. Single-valued filters are btree indexes on columns of
-// read_customers_gN; the sorts are (key, seq) and (company_id, key, seq)
-// btrees; a page query reads the keys of its rows first (seq and the sort
-// key), so an offset over a sort index skips index entries, not rows. Tags, access roles and groups and document types are arrays
-// under GIN indexes (any-of is array overlap) for combinations. Every
-// multi-valued field (those four, search terms, document expiry dates) also
-// has rows in a terms table keyed (field, value, created_at, seq) with the
-// company, in the "C" collation: a search prefix is a range scan, and a list
-// filtered by one such field alone pages and counts off that key without
-// visiting the customers. Totals come from a per-company count table when
-// only companies are filtered, from per-value term counts for one value of
-// a multi-valued field, and from count(*) over the same indexes otherwise,
-// sent with the page in one round trip.
+// read_customers_gN, those that change often followed by (created_at,
+// seq); the sorts are (key, seq) and (company_id, key, seq) btrees; a page
+// query reads the keys of its rows first (seq and the sort key), so an
+// offset over a sort index skips index entries, not rows. Tags, access
+// roles and groups and document types are arrays under GIN indexes (any-of
+// is array overlap) for combinations. Every multi-valued field (those four,
+// search terms, document expiry dates) and the single-valued fields a
+// customer keeps also have rows in a terms table keyed (field, value,
+// created_at, seq) with the company, in the "C" collation: a search prefix
+// is a range scan, and a list filtered by one such field alone pages off
+// that key without visiting the customers. Totals come from a per-company
+// count table when only companies are filtered, from per-value term counts
+// when one exact field filters alone (singleFields), and from count(*) over
+// the same indexes otherwise, sent with the page in one round trip.
 package postgres
 
 import (

@@ -19,10 +19,11 @@ import (
 
 // A generation made before the terms table (schema version 1: search and
 // expiry tables, single-column filter indexes) is rewritten by the
-// migrations (the terms table, then its rows of single-valued filters): its
-// lists answer as before, and later puts, including ones
-// that move customers to another company or created date, keep it equal to
-// a generation built fresh from the same rows.
+// migrations (the terms table, its rows of single-valued filters, the
+// counts of the other single-valued filters and their indexes followed by
+// the created date): its lists answer as before, and later puts, including
+// ones that move customers to another company or created date, keep it
+// equal to a generation built fresh from the same rows, index for index.
 func TestUpgradeToTermsTable(t *testing.T) {
 	ctx := t.Context()
 	url := pgtest.NewDatabase(t)
@@ -151,6 +152,11 @@ func TestUpgradeToTermsTable(t *testing.T) {
 	for _, table := range termTables {
 		upgradedTerms = append(upgradedTerms, dump(t, db, fmt.Sprintf(table, gen)))
 	}
+	indexes := func(gen projections.Generation) []string {
+		return dump(t, db, fmt.Sprintf(`SELECT replace(indexdef, '_g%[1]d', '_gN') FROM pg_indexes
+			WHERE tablename IN ('read_customers_g%[1]d', 'read_terms_g%[1]d', 'read_term_counts_g%[1]d') ORDER BY 1`, gen))
+	}
+	upgradedIndexes := indexes(gen)
 	fresh, err := s.CreateGeneration(ctx, projections.CustomersProjection, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +176,11 @@ func TestUpgradeToTermsTable(t *testing.T) {
 			t.Errorf("%s: the upgraded generation has %d rows, a fresh one %d; first difference: %s",
 				table, len(upgradedTerms[i]), len(b), firstDifference(upgradedTerms[i], b))
 		}
+	}
+	// The same indexes, by definition and not only by name.
+	if b := indexes(fresh); !slices.Equal(upgradedIndexes, b) {
+		t.Errorf("indexes: the upgraded generation has %d, a fresh one %d; first difference: %s",
+			len(upgradedIndexes), len(b), firstDifference(upgradedIndexes, b))
 	}
 	// And both agree with the rows themselves.
 	for i, q := range queries {
