@@ -1,12 +1,12 @@
 package main
 
 import (
-	"time"
-
 	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/kycengine/kyc/domain"
 	"github.com/kycengine/kyc/projections"
@@ -39,6 +39,10 @@ type readSideConfig struct {
 	observer   projections.Observer
 	// maxLag is the engine's MaxLag (serve's --max-read-lag).
 	maxLag time.Duration
+	// only, when set, names the one projection the engine runs (a local
+	// rebuild): the others would catch up beside it, at its expense, and
+	// stop unfinished when it ends.
+	only string
 }
 
 // openReadSide opens the read-model store and builds the engine and the
@@ -63,8 +67,16 @@ func (f *storeFlags) openReadSide(ctx context.Context, cfg readSideConfig) (*rea
 		store.Close()
 		return nil, err
 	}
+	run := []projections.Projection{customers, audit}
+	if cfg.only != "" {
+		run = slices.DeleteFunc(run, func(p projections.Projection) bool { return p.Name() != cfg.only })
+		if len(run) == 0 {
+			store.Close()
+			return nil, fmt.Errorf("%w: %q (customers or audit)", projections.ErrUnknownProjection, cfg.only)
+		}
+	}
 	engine, err := projections.NewEngine(projections.EngineConfig{
-		Events: cfg.events, Store: store, Projections: []projections.Projection{customers, audit},
+		Events: cfg.events, Store: store, Projections: run,
 		Logger: cfg.log, Observer: cfg.observer, Leases: leases, MaxLag: cfg.maxLag,
 	})
 	if err != nil {

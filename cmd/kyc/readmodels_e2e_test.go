@@ -290,5 +290,33 @@ func TestRebuildWhileListing(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "rebuilt audit") {
 		t.Fatalf("local rebuild with the server stopped: exit %d\n%s", code, out)
 	}
+	// A local rebuild runs the named projection alone: with the read models
+	// gone, rebuilding customers leaves audit unbuilt for the next start
+	// instead of half caught up beside it, and builds one generation of
+	// customers, not the engine's first one and a rebuild beside it.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(filepath.Join(data, readFile+suffix)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	out, code = runKyc(t, "projections", "rebuild", "customers", "--data", data)
+	if code != 0 || !strings.Contains(out, "rebuilt customers") || !strings.Contains(out, "reads now use generation 1\n") {
+		t.Fatalf("local rebuild on new read models: exit %d, want generation 1\n%s", code, out)
+	}
+	status, code = runKyc(t, "projections", "status", "--json", "--data", data)
+	var sts []struct {
+		Name       string `json:"name"`
+		Generation int    `json:"generation"`
+	}
+	if err := json.Unmarshal([]byte(status), &sts); code != 0 || err != nil {
+		t.Fatalf("kyc projections status --json: exit %d, %v\n%s", code, err, status)
+	}
+	built := map[string]int{}
+	for _, st := range sts {
+		built[st.Name] = st.Generation
+	}
+	if built["customers"] == 0 || built["audit"] != 0 {
+		t.Fatalf("after rebuilding customers alone, generations %v: want customers built and audit not\n%s", built, status)
+	}
 	t.Logf("%d list requests during the rebuild; status:\n%s", reads.Load(), status)
 }
