@@ -116,11 +116,14 @@ type termField struct {
 // termFields are the fields of the terms table, in the order of terms:
 // those with several values per customer, then the single-valued filters
 // of singleFields, in that order.
-var termFields = [...]termField{{"q", false, false, false}, {"e", false, false, false}, {"t", true, false, false},
-	{"r", true, false, false}, {"g", true, false, false}, {"d", true, false, false},
-	{"n", true, true, false}, {"c", true, true, false}, {"a", true, true, false}, {"f", true, true, false},
-	{"s", true, true, true}, {"k", true, true, true}, {"v", true, true, true}, {"l", true, true, true},
-	{"w", true, true, true}, {"z", true, true, true}}
+var termFields = func() (fs [firstSingle + len(singleFields)]termField) {
+	copy(fs[:], []termField{{code: "q"}, {code: "e"}, {code: "t", counted: true}, {code: "r", counted: true},
+		{code: "g", counted: true}, {code: "d", counted: true}})
+	for i, f := range singleFields {
+		fs[firstSingle+i] = termField{code: f.code, counted: true, single: true, rowless: f.rowless}
+	}
+	return fs
+}()
 
 const (
 	termSearch = iota
@@ -150,18 +153,19 @@ const (
 // A customer without a value has neither row nor count: no filter asks for
 // "" (a query that does reads the column).
 var singleFields = [...]struct {
-	column string
-	of     func(*record) string
-	query  func(projections.ListQuery) []string
+	column, code string // code: in the field column of the terms tables
+	rowless      bool
+	of           func(*record) string
+	query        func(projections.ListQuery) []string
 }{
-	{"nationality", func(r *record) string { return r.Nationality }, func(q projections.ListQuery) []string { return q.Nationalities }},
-	{"country", func(r *record) string { return r.Country }, func(q projections.ListQuery) []string { return q.Countries }},
-	{"created_by_agent", func(r *record) string { return r.CreatedByAgent }, func(q projections.ListQuery) []string { return q.Agents }},
-	{"referral_code", func(r *record) string { return r.ReferralCode }, func(q projections.ListQuery) []string { return q.ReferralCodes }},
-	{"status", func(r *record) string { return r.Status }, func(q projections.ListQuery) []string { return q.Statuses }},
-	{"risk", func(r *record) string { return r.Risk }, func(q projections.ListQuery) []string { return q.Risks }},
-	{"video_call_status", func(r *record) string { return r.VideoCallStatus }, func(q projections.ListQuery) []string { return q.VideoCallStatuses }},
-	{"verification_level", func(r *record) string { return strconv.Itoa(r.VerificationLevel) }, func(q projections.ListQuery) []string {
+	{"nationality", "n", false, func(r *record) string { return r.Nationality }, func(q projections.ListQuery) []string { return q.Nationalities }},
+	{"country", "c", false, func(r *record) string { return r.Country }, func(q projections.ListQuery) []string { return q.Countries }},
+	{"created_by_agent", "a", false, func(r *record) string { return r.CreatedByAgent }, func(q projections.ListQuery) []string { return q.Agents }},
+	{"referral_code", "f", false, func(r *record) string { return r.ReferralCode }, func(q projections.ListQuery) []string { return q.ReferralCodes }},
+	{"status", "s", true, func(r *record) string { return r.Status }, func(q projections.ListQuery) []string { return q.Statuses }},
+	{"risk", "k", true, func(r *record) string { return r.Risk }, func(q projections.ListQuery) []string { return q.Risks }},
+	{"video_call_status", "v", true, func(r *record) string { return r.VideoCallStatus }, func(q projections.ListQuery) []string { return q.VideoCallStatuses }},
+	{"verification_level", "l", true, func(r *record) string { return strconv.Itoa(r.VerificationLevel) }, func(q projections.ListQuery) []string {
 		if len(q.VerificationLevels) == 0 {
 			return nil
 		}
@@ -171,8 +175,8 @@ var singleFields = [...]struct {
 		}
 		return levels
 	}},
-	{"verification_status", func(r *record) string { return r.VerificationStatus }, func(q projections.ListQuery) []string { return q.VerificationStatuses }},
-	{"state", func(r *record) string { return r.State }, func(q projections.ListQuery) []string { return q.States }},
+	{"verification_status", "w", true, func(r *record) string { return r.VerificationStatus }, func(q projections.ListQuery) []string { return q.VerificationStatuses }},
+	{"state", "z", true, func(r *record) string { return r.State }, func(q projections.ListQuery) []string { return q.States }},
 }
 
 // singleTerm is the rows of a single-valued field: none for "".
