@@ -851,22 +851,46 @@ func orderBy(q projections.ListQuery, a string) (key, order string) {
 	return key, order + ", " + a + "seq" + dir
 }
 
-// listSQL is the page query and the count query of a list, with their
-// arguments.
-func listSQL(q projections.ListQuery, gen projections.Generation) (page string, pageArgs []any, count string, countArgs []any) {
+// listPlan is how a list is read: the page query and the count query, with
+// their arguments.
+type listPlan struct {
+	page, count         string
+	pageArgs, countArgs []any
+	// keysOnly: the page query returns only the page's seqs, in order; the
+	// rows are read after them (ListCustomers). mergedCount: the count
+	// query intersects streams. Both run under queueMergeSettings.
+	keysOnly, mergedCount bool
+}
+
+// listSQL is how q is read from generation gen.
+func listSQL(q projections.ListQuery, gen projections.Generation) listPlan {
 	t := tablesOf(gen)
 	w, companyOnly, lone := customerFilter(q, t)
 	if lone != nil && !lone.field.rowless && q.Sort == projections.SortCreatedAt {
 		return loneTermsSQL(q, t, *lone)
 	}
-	countArgs = w.args
+	var (
+		plan     = listPlan{countArgs: w.args}
+		mw       where
+		streams  = mergedStreams(q, t, &mw)
+		mergeArg = slices.Clone(mw.args)
+	)
 	switch {
 	case companyOnly:
-		count, countArgs = companyCount(t.counts, q.ScopeCompany, q.Companies)
+		plan.count, plan.countArgs = companyCount(t.counts, q.ScopeCompany, q.Companies)
 	case lone != nil && lone.counted():
-		count, countArgs = termCountSQL(q, t, *lone)
+		plan.count, plan.countArgs = termCountSQL(q, t, *lone)
+	case streams != "":
+		plan.count, plan.countArgs, plan.mergedCount = "SELECT count(*) FROM "+streams, mergeArg, true
 	default:
-		count = "SELECT count(*) FROM " + t.customers + " c" + w.String()
+		plan.count = "SELECT count(*) FROM " + t.customers + " c" + w.String()
+	}
+	if streams != "" && q.Sort == projections.SortCreatedAt {
+		_, order := orderBy(q, "m0.")
+		plan.page = "SELECT m0.seq FROM " + streams + " ORDER BY " + order +
+			" LIMIT " + mw.arg(int64(q.PerPage)) + " OFFSET " + mw.arg(int64(q.Offset()))
+		plan.pageArgs, plan.keysOnly = mw.args, true
+		return plan
 	}
 	key, inner := orderBy(q, "c.")
 	cond := w.String()
@@ -874,8 +898,112 @@ func listSQL(q projections.ListQuery, gen projections.Generation) (page string, 
 	// The page's keys first, then its rows and documents: the keys alone
 	// can come off an index (a filter's, followed by the sort key) without
 	// visiting the rows the offset skips.
-	return pageOf(t, "SELECT c.seq, c."+key+" FROM "+t.customers+" c"+cond+`
-		ORDER BY `+inner+" LIMIT "+limit+" OFFSET "+offset, q), w.args, count, countArgs
+	plan.page = pageOf(t, "SELECT c.seq, c."+key+" FROM "+t.customers+" c"+cond+`
+		ORDER BY `+inner+" LIMIT "+limit+" OFFSET "+offset, q)
+	plan.pageArgs = w.args
+	return plan
+}
+
+// mergedStreams is the FROM and WHERE clauses that intersect q's filters as
+// streams, or "" when q has a filter that is not one, or no two of them
+// besides companies.
+//
+// A stream is the matches of one filter value that an index lists in
+// created order (created date, then seq): a counted column's index, the
+// company's, or the terms table's key. Joined on those two columns under
+// mergeSettings, streams intersect by merging, reading index entries only
+// and in order: a page sorted by created date stops once it is full, and a
+// count visits no row. Through bitmaps of their indexes (what the planner
+// chooses) every match was also visited in the table: at 1,000,000
+// customers status and risk counted in 73 ms that way, and in 27 by
+// merging; company, status and a created range, deep page, 47 ms against 6.
+// A filter on several values, or on a range other than the created date,
+// is no stream: those lists stay with the planner.
+func mergedStreams(q projections.ListQuery, t customerTables, w *where) string {
+	if len(projections.SearchWords(q.Q)) > 0 || !q.Updated.IsZero() || !q.Expiry.IsZero() || q.AgeMin != nil || q.AgeMax != nil {
+		return ""
+	}
+	type stream struct {
+		table string
+		cond  func(x string) string
+	}
+	var streams []stream
+	column := func(col string, v any) {
+		p := w.arg(v)
+		streams = append(streams, stream{t.customers, func(x string) string { return x + "." + col + " = " + p }})
+	}
+	term := func(f termField, v string) {
+		p := w.arg(v)
+		streams = append(streams, stream{t.terms, func(x string) string { return x + ".field = '" + f.code + "' AND " + x + ".value = " + p }})
+	}
+	if q.ScopeCompany != "" {
+		column("company_id", q.ScopeCompany)
+	}
+	switch len(q.Companies) {
+	case 0:
+	case 1:
+		column("company_id", q.Companies[0])
+	default:
+		return ""
+	}
+	companies := len(streams)
+	for i, f := range singleFields {
+		switch vals := f.query(q); {
+		case len(vals) == 0:
+		case len(vals) > 1:
+			return ""
+		case f.column == "verification_level":
+			column(f.column, int32(q.VerificationLevels[0]))
+		case f.rowless:
+			column(f.column, vals[0])
+		case vals[0] == "":
+			// A customer without a value has no terms row to list it.
+			return ""
+		default:
+			term(termFields[firstSingle+i], vals[0])
+		}
+	}
+	for _, f := range []struct {
+		field int
+		vals  []string
+	}{{termTag, q.Tags}, {termRole, q.AccessRoles}, {termGroup, q.AccessGroups}, {termDocType, q.DocumentTypes}} {
+		switch {
+		case len(f.vals) == 0:
+		case len(f.vals) > 1 || f.vals[0] == "":
+			return ""
+		default:
+			term(termFields[f.field], f.vals[0])
+		}
+	}
+	if len(streams) < 2 || len(streams) == companies {
+		return ""
+	}
+	var lo, hi string
+	if !q.Created.From.IsZero() {
+		lo = w.arg(q.Created.From.UnixNano())
+	}
+	if !q.Created.To.IsZero() {
+		hi = w.arg(q.Created.To.UnixNano())
+	}
+	var conds []string
+	var b strings.Builder
+	for i, s := range streams {
+		x := "m" + strconv.Itoa(i)
+		if i == 0 {
+			b.WriteString(s.table + " " + x)
+		} else {
+			b.WriteString(" JOIN " + s.table + " " + x + " ON " + x + ".created_at = m0.created_at AND " + x + ".seq = m0.seq")
+		}
+		conds = append(conds, s.cond(x))
+		// On every stream, so that each index reads the range alone.
+		if lo != "" {
+			conds = append(conds, x+".created_at >= "+lo)
+		}
+		if hi != "" {
+			conds = append(conds, x+".created_at < "+hi)
+		}
+	}
+	return b.String() + " WHERE " + strings.Join(conds, " AND ")
 }
 
 // pageOf completes the query of a page's keys (seq and the sort key, as p)
@@ -896,8 +1024,12 @@ func pageOf(t customerTables, keys string, q projections.ListQuery) string {
 // besides companies is on the terms table: the page and the total come off
 // the terms table's key, which holds the sort key and the company, and for
 // one exact value the total comes off the term counts.
-func loneTermsSQL(q projections.ListQuery, t customerTables, f termFilter) (page string, pageArgs []any, count string, countArgs []any) {
-	var pw, cw where
+func loneTermsSQL(q projections.ListQuery, t customerTables, f termFilter) listPlan {
+	var (
+		pw, cw    where
+		count     string
+		countArgs []any
+	)
 	pageCond := f.on(&pw, "x") + companyScope(q, &pw, "x")
 	_, order := orderBy(q, "x.")
 	keys := "SELECT x.seq, x.created_at FROM " + t.terms + " x WHERE " + pageCond
@@ -913,7 +1045,7 @@ func loneTermsSQL(q projections.ListQuery, t customerTables, f termFilter) (page
 	default:
 		count, countArgs = "SELECT count(DISTINCT x.seq) FROM "+t.terms+" x WHERE "+f.on(&cw, "x")+companyScope(q, &cw, "x"), cw.args
 	}
-	return pageOf(t, keys, q), pw.args, count, countArgs
+	return listPlan{page: pageOf(t, keys, q), pageArgs: pw.args, count: count, countArgs: countArgs}
 }
 
 // counted reports that the term counts hold the filter's total: its
@@ -956,7 +1088,8 @@ func companyCount(table, scope string, companies []string) (string, []any) {
 
 // ListCustomers implements projections.Store. The page and the total go in
 // one round trip and one implicit transaction, which also keeps the
-// generation's tables from being dropped between the two.
+// generation's tables from being dropped between the two; a page of
+// merged streams takes a second round trip (listKeyed).
 func (s *Store) ListCustomers(ctx context.Context, q projections.ListQuery) (projections.ListPage, error) {
 	var page projections.ListPage
 	err := s.withActive(ctx, projections.CustomersProjection, func(gen projections.Generation) error {
@@ -964,10 +1097,13 @@ func (s *Store) ListCustomers(ctx context.Context, q projections.ListQuery) (pro
 		if gen == 0 {
 			return nil
 		}
-		pageSQL, pageArgs, countSQL, countArgs := listSQL(q, gen)
+		plan := listSQL(q, gen)
+		if plan.keysOnly {
+			return s.listKeyed(ctx, gen, plan, &page)
+		}
 		b := &pgx.Batch{}
 		queueCustomPlans(b)
-		b.Queue(pageSQL, pageArgs...).Query(func(rows pgx.Rows) error {
+		b.Queue(plan.page, plan.pageArgs...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				r, err := scanRow(rows)
 				if err != nil {
@@ -977,13 +1113,91 @@ func (s *Store) ListCustomers(ctx context.Context, q projections.ListQuery) (pro
 			}
 			return rows.Err()
 		})
-		queueTotal(b, countSQL, countArgs, &page.Total)
+		if plan.mergedCount {
+			queueMergeSettings(b)
+		}
+		queueTotal(b, plan.count, plan.countArgs, &page.Total)
 		return s.pool.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return projections.ListPage{}, fmt.Errorf("postgres read model: list customers: %w", err)
 	}
 	return page, nil
+}
+
+// listKeyed reads a list whose page query returns seqs only: the seqs and
+// the total first, then the rows of those seqs. Both round trips share one
+// read-only transaction and its snapshot, so the rows are those the page
+// was chosen from, and the generation's tables stay while it lasts. The
+// merge settings, which a row read by seq must not run under, end with the
+// savepoint they were made in.
+func (s *Store) listKeyed(ctx context.Context, gen projections.Generation, plan listPlan, page *projections.ListPage) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection left in a transaction by a failure is closed, not
+	// reused.
+	defer conn.Release()
+	var seqs []int64
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	queueCustomPlans(b)
+	b.Queue("SAVEPOINT merged")
+	queueMergeSettings(b)
+	b.Queue(plan.page, plan.pageArgs...).Query(func(rows pgx.Rows) (err error) {
+		seqs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		return err
+	})
+	if plan.mergedCount {
+		queueTotal(b, plan.count, plan.countArgs, &page.Total)
+	}
+	b.Queue("ROLLBACK TO SAVEPOINT merged")
+	if !plan.mergedCount {
+		queueTotal(b, plan.count, plan.countArgs, &page.Total)
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	bySeq := make(map[int64]projections.CustomerRow, len(seqs))
+	b = &pgx.Batch{}
+	b.Queue(selectRows(tablesOf(gen))+" WHERE c.seq = ANY($1)", seqs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			r, err := scanRow(rows)
+			if err != nil {
+				return err
+			}
+			bySeq[r.Seq] = r
+		}
+		return rows.Err()
+	})
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	for _, seq := range seqs {
+		r, ok := bySeq[seq]
+		if !ok {
+			return fmt.Errorf("row %d of the page is missing from its own snapshot", seq)
+		}
+		page.Rows = append(page.Rows, r)
+	}
+	return nil
+}
+
+// queueMergeSettings makes the rest of the batch's transaction intersect
+// streams (mergedStreams) by merging them in index order. Left to itself,
+// the planner, which cannot estimate how streams overlap (it takes them
+// for one row), joins them by hash, by nested loop over index lookups or
+// by bitmaps that visit every match, each of which costs several times
+// the merge at 1,000,000 customers. Nothing else a list reads runs under
+// these settings: they would turn a page's twenty row lookups into full
+// scans.
+func queueMergeSettings(b *pgx.Batch) {
+	b.Queue(`SELECT set_config('enable_nestloop', 'off', true), set_config('enable_hashjoin', 'off', true),
+		set_config('enable_material', 'off', true), set_config('enable_sort', 'off', true),
+		set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
+		set_config('max_parallel_workers_per_gather', '0', true)`)
 }
 
 // queueTotal adds a page's count query to the batch that fetches the page,

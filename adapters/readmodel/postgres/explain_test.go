@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/kycengine/kyc/adapters/pgtest"
 	"github.com/kycengine/kyc/domain"
 	"github.com/kycengine/kyc/projections"
@@ -163,52 +165,64 @@ func TestListQueryPlans(t *testing.T) {
 		q    projections.ListQuery
 		// page and count name what must serve the page and the total.
 		page, count string
+		// merged: the page (in created order) and the count, unless
+		// count names another source, intersect streams.
+		merged bool
 	}{
-		{"newest first", projections.ListQuery{}, ix("created"), fmt.Sprintf("read_customer_counts_g%d", gen)},
+		{"newest first", projections.ListQuery{}, ix("created"), fmt.Sprintf("read_customer_counts_g%d", gen), false},
 		{"company by name", projections.ListQuery{ScopeCompany: "co-03", Sort: projections.SortName},
-			ix("company_name"), fmt.Sprintf("read_customer_counts_g%d_pkey", gen)},
+			ix("company_name"), fmt.Sprintf("read_customer_counts_g%d_pkey", gen), false},
 		{"company by last update", projections.ListQuery{ScopeCompany: "co-03", Sort: projections.SortLastStatusUpdate, Desc: true},
-			ix("company_updated"), fmt.Sprintf("read_customer_counts_g%d_pkey", gen)},
-		{"search", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4]}, terms, terms},
-		{"search email", projections.ListQuery{Q: rows[9].Customer.Emails[0][:6]}, terms, terms},
-		{"search in a company", projections.ListQuery{ScopeCompany: "co-02", Q: rows[7].Customer.Name.Last[:3]}, terms, terms},
-		{"search by name", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4], Sort: projections.SortName}, terms, terms},
-		{"status", projections.ListQuery{Statuses: []string{"status-3"}}, ix("status"), termCounts},
-		{"nationality", projections.ListQuery{Nationalities: []string{"N7", "N8"}}, terms, termCounts},
-		{"risk", projections.ListQuery{Risks: []string{"risk-1"}}, ix("risk"), termCounts},
-		{"video call", projections.ListQuery{VideoCallStatuses: []string{"video-2"}}, ix("video"), termCounts},
-		{"verification status", projections.ListQuery{VerificationStatuses: []string{"vs-1"}}, ix("vstatus"), termCounts},
-		{"state", projections.ListQuery{States: []string{"state-2"}}, ix("state"), termCounts},
-		{"country", projections.ListQuery{Countries: []string{"C3"}}, terms, termCounts},
-		{"country in a company", projections.ListQuery{ScopeCompany: "co-04", Countries: []string{"C3", "C4"}}, terms, termCounts},
-		{"agent", projections.ListQuery{Agents: []string{"agent-7"}}, terms, termCounts},
-		{"referral", projections.ListQuery{ReferralCodes: []string{"REF17"}}, terms, termCounts},
-		{"level", projections.ListQuery{VerificationLevels: []int{5}}, ix("level"), termCounts},
-		{"two levels", projections.ListQuery{VerificationLevels: []int{4, 5}}, "", termCounts},
-		{"status and risk", projections.ListQuery{Statuses: []string{"status-3"}, Risks: []string{"risk-1"}}, "", ix("risk")},
-		{"country by name", projections.ListQuery{Countries: []string{"C3"}, Sort: projections.SortName}, "", termCounts},
-		{"country and status", projections.ListQuery{Statuses: []string{"status-3"}, Countries: []string{"C3"}}, "", ix("country")},
-		{"no agent", projections.ListQuery{Agents: []string{"", "agent-7"}}, "", ix("agent")},
-		{"created", projections.ListQuery{Created: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, ix("created"), ix("created")},
-		{"updated", projections.ListQuery{Updated: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, "", ix("updated")},
-		{"tags", projections.ListQuery{Tags: []string{"tag-5"}}, terms, termCounts},
-		{"roles", projections.ListQuery{AccessRoles: []string{"role-5"}}, terms, termCounts},
-		{"groups", projections.ListQuery{AccessGroups: []string{"group-5"}}, terms, termCounts},
-		{"document types", projections.ListQuery{DocumentTypes: []string{"doc-5"}}, terms, termCounts},
-		{"document types in a company", projections.ListQuery{ScopeCompany: "co-04", DocumentTypes: []string{"doc-5"}}, terms, termCounts},
-		{"two tags", projections.ListQuery{Tags: []string{"tag-5", "tag-6"}}, terms, terms},
-		{"tags by name", projections.ListQuery{Tags: []string{"tag-5"}, Sort: projections.SortName}, "", termCounts},
-		{"tags and status", projections.ListQuery{Tags: []string{"tag-5"}, Statuses: []string{"status-3"}}, "", ix("tags")},
-		{"expiry", projections.ListQuery{Expiry: projections.DateRange{From: "2024-03-01", To: "2024-03-10"}}, terms, terms},
-		{"age", projections.ListQuery{AgeMin: &age, AgeMax: &age}, "", ix("birth")},
-		{"company and status", projections.ListQuery{ScopeCompany: "co-01", Statuses: []string{"status-2"}}, "", termCounts},
+			ix("company_updated"), fmt.Sprintf("read_customer_counts_g%d_pkey", gen), false},
+		{"search", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4]}, terms, terms, false},
+		{"search email", projections.ListQuery{Q: rows[9].Customer.Emails[0][:6]}, terms, terms, false},
+		{"search in a company", projections.ListQuery{ScopeCompany: "co-02", Q: rows[7].Customer.Name.Last[:3]}, terms, terms, false},
+		{"search by name", projections.ListQuery{Q: rows[7].Customer.Name.Last[:4], Sort: projections.SortName}, terms, terms, false},
+		{"status", projections.ListQuery{Statuses: []string{"status-3"}}, ix("status"), termCounts, false},
+		{"nationality", projections.ListQuery{Nationalities: []string{"N7", "N8"}}, terms, termCounts, false},
+		{"risk", projections.ListQuery{Risks: []string{"risk-1"}}, ix("risk"), termCounts, false},
+		{"video call", projections.ListQuery{VideoCallStatuses: []string{"video-2"}}, ix("video"), termCounts, false},
+		{"verification status", projections.ListQuery{VerificationStatuses: []string{"vs-1"}}, ix("vstatus"), termCounts, false},
+		{"state", projections.ListQuery{States: []string{"state-2"}}, ix("state"), termCounts, false},
+		{"country", projections.ListQuery{Countries: []string{"C3"}}, terms, termCounts, false},
+		{"country in a company", projections.ListQuery{ScopeCompany: "co-04", Countries: []string{"C3", "C4"}}, terms, termCounts, false},
+		{"agent", projections.ListQuery{Agents: []string{"agent-7"}}, terms, termCounts, false},
+		{"referral", projections.ListQuery{ReferralCodes: []string{"REF17"}}, terms, termCounts, false},
+		{"level", projections.ListQuery{VerificationLevels: []int{5}}, ix("level"), termCounts, false},
+		{"two levels", projections.ListQuery{VerificationLevels: []int{4, 5}}, "", termCounts, false},
+		{"status and risk", projections.ListQuery{Statuses: []string{"status-3"}, Risks: []string{"risk-1"}}, ix("status"), ix("risk"), true},
+		{"status and risk by last update", projections.ListQuery{Statuses: []string{"status-3"}, Risks: []string{"risk-1"},
+			Sort: projections.SortLastStatusUpdate}, "", ix("risk"), true},
+		{"two statuses and risk", projections.ListQuery{Statuses: []string{"status-3", "status-4"}, Risks: []string{"risk-1"}}, "", "", false},
+		{"company, status and created", projections.ListQuery{ScopeCompany: "co-02", Statuses: []string{"status-3"},
+			Created: projections.TimeRange{From: created}}, ix("company_created"), ix("status"), true},
+		{"level, tag and document type", projections.ListQuery{VerificationLevels: []int{3}, Tags: []string{"tag-5"},
+			DocumentTypes: []string{"passport"}, Desc: true}, ix("level"), terms, true},
+		{"country by name", projections.ListQuery{Countries: []string{"C3"}, Sort: projections.SortName}, "", termCounts, false},
+		{"country and status", projections.ListQuery{Statuses: []string{"status-3"}, Countries: []string{"C3"}}, terms, ix("status"), true},
+		{"no agent", projections.ListQuery{Agents: []string{"", "agent-7"}}, "", ix("agent"), false},
+		{"created", projections.ListQuery{Created: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, ix("created"), ix("created"), false},
+		{"updated", projections.ListQuery{Updated: projections.TimeRange{From: created, To: created.Add(24 * time.Hour)}}, "", ix("updated"), false},
+		{"tags", projections.ListQuery{Tags: []string{"tag-5"}}, terms, termCounts, false},
+		{"roles", projections.ListQuery{AccessRoles: []string{"role-5"}}, terms, termCounts, false},
+		{"groups", projections.ListQuery{AccessGroups: []string{"group-5"}}, terms, termCounts, false},
+		{"document types", projections.ListQuery{DocumentTypes: []string{"doc-5"}}, terms, termCounts, false},
+		{"document types in a company", projections.ListQuery{ScopeCompany: "co-04", DocumentTypes: []string{"doc-5"}}, terms, termCounts, false},
+		{"two tags", projections.ListQuery{Tags: []string{"tag-5", "tag-6"}}, terms, terms, false},
+		{"tags by name", projections.ListQuery{Tags: []string{"tag-5"}, Sort: projections.SortName}, "", termCounts, false},
+		{"tags and status", projections.ListQuery{Tags: []string{"tag-5"}, Statuses: []string{"status-3"}}, terms, ix("status"), true},
+		{"two tags and status", projections.ListQuery{Tags: []string{"tag-5", "tag-6"}, Statuses: []string{"status-3"}}, "", ix("tags"), false},
+		{"expiry", projections.ListQuery{Expiry: projections.DateRange{From: "2024-03-01", To: "2024-03-10"}}, terms, terms, false},
+		{"age", projections.ListQuery{AgeMin: &age, AgeMax: &age}, "", ix("birth"), false},
+		{"company and status", projections.ListQuery{ScopeCompany: "co-01", Statuses: []string{"status-2"}}, ix("company_created"), termCounts, true},
+		{"age and status", projections.ListQuery{AgeMin: &age, Statuses: []string{"status-2"}}, "", "", false},
 	} {
 		q := tc.q
 		q.Now = now
 		q = q.Normalized()
-		pageSQL, pageArgs, countSQL, countArgs := listSQL(q, gen)
-		pagePlan := explain(t, ctx, s, pageSQL, pageArgs)
-		countPlan := explain(t, ctx, s, countSQL, countArgs)
+		plan := listSQL(q, gen)
+		pagePlan := explain(t, ctx, s, plan.page, plan.pageArgs, plan.keysOnly)
+		countPlan := explain(t, ctx, s, plan.count, plan.countArgs, plan.mergedCount)
 		t.Logf("%s\n-- page:\n%s\n-- count:\n%s", tc.name, pagePlan, countPlan)
 		if tc.page != "" && !strings.Contains(pagePlan, tc.page+" ") {
 			t.Errorf("%s: the page does not use %s", tc.name, tc.page)
@@ -218,8 +232,36 @@ func TestListQueryPlans(t *testing.T) {
 		if tc.page == terms && !strings.Contains(pagePlan, "Index Only Scan") {
 			t.Errorf("%s: the page's keys are not read off %s alone", tc.name, tc.page)
 		}
-		if !strings.Contains(countPlan, tc.count+" ") && !strings.HasSuffix(countPlan, tc.count) {
+		if tc.count != "" && !strings.Contains(countPlan, tc.count+" ") && !strings.HasSuffix(countPlan, tc.count) {
 			t.Errorf("%s: the count does not use %s", tc.name, tc.count)
+		}
+		if want := tc.merged && q.Sort == projections.SortCreatedAt; plan.keysOnly != want {
+			t.Errorf("%s: page of merged streams %v, want %v", tc.name, plan.keysOnly, want)
+		}
+		if want := tc.merged && tc.count != termCounts; plan.mergedCount != want {
+			t.Errorf("%s: count of merged streams %v, want %v", tc.name, plan.mergedCount, want)
+		}
+		for _, p := range []struct {
+			what, plan string
+			merged     bool
+		}{{"page", pagePlan, plan.keysOnly}, {"count", countPlan, plan.mergedCount}} {
+			if p.merged {
+				checkMerged(t, tc.name+": "+p.what, p.plan)
+			}
+		}
+	}
+}
+
+// checkMerged fails unless plan intersects its streams by merging them,
+// reading indexes alone and in order.
+func checkMerged(t *testing.T, what, plan string) {
+	t.Helper()
+	if !strings.Contains(plan, "Merge Join") {
+		t.Errorf("%s: no merge join", what)
+	}
+	for _, node := range []string{"Bitmap", "Seq Scan", "Sort", "Hash", "Nested Loop", "Materialize", " Index Scan"} {
+		if strings.Contains(plan, node) {
+			t.Errorf("%s: the plan has a %s", what, strings.TrimSpace(node))
 		}
 	}
 }
@@ -271,8 +313,8 @@ func TestAuditQueryPlans(t *testing.T) {
 			"", ix("occurred")},
 	} {
 		pageSQL, pageArgs, countSQL, countArgs := auditSQL(tc.q.Normalized(), gen)
-		pagePlan := explain(t, ctx, s, pageSQL, pageArgs)
-		countPlan := explain(t, ctx, s, countSQL, countArgs)
+		pagePlan := explain(t, ctx, s, pageSQL, pageArgs, false)
+		countPlan := explain(t, ctx, s, countSQL, countArgs, false)
 		t.Logf("%s\n-- page:\n%s\n-- count:\n%s", tc.name, pagePlan, countPlan)
 		if tc.page != "" && !strings.Contains(pagePlan, tc.page+" ") {
 			t.Errorf("%s: the page does not use %s", tc.name, tc.page)
@@ -283,22 +325,20 @@ func TestAuditQueryPlans(t *testing.T) {
 	}
 }
 
-func explain(t *testing.T, ctx context.Context, s *Store, sql string, args []any) string {
+// explain is the plan of sql, made under the merge settings when merged
+// says the store runs it under them.
+func explain(t *testing.T, ctx context.Context, s *Store, sql string, args []any, merged bool) string {
 	t.Helper()
-	rows, err := s.pool.Query(ctx, "EXPLAIN "+sql, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var lines []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, line)
+	b := &pgx.Batch{}
+	if merged {
+		queueMergeSettings(b)
 	}
-	if err := rows.Err(); err != nil {
+	b.Queue("EXPLAIN "+sql, args...).Query(func(rows pgx.Rows) (err error) {
+		lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		t.Fatal(err)
 	}
 	return strings.Join(lines, "\n")
