@@ -570,16 +570,16 @@ func testListOracle(t *testing.T, s projections.Store) {
 		check(randomQuery(rng, rows))
 	}
 	// One value of each of several filters, taken from one customer so
-	// that they meet, on small pages so that offsets fall inside the
-	// matches: what a store that intersects filters index by index
-	// (PostgreSQL merges them in created order) must get right, empty
-	// values included.
+	// that they meet, sometimes with a second value, on small pages so
+	// that offsets fall inside the matches: what a store that intersects
+	// filters index by index (PostgreSQL merges them in created order)
+	// must get right, empty values included.
 	for range 150 {
 		r := pick(rng, rows)
 		c := r.Customer
 		first := func(vs, pool []string) []string {
 			if len(vs) > 0 {
-				return vs[:1]
+				return []string{vs[0]} // a copy: values are appended to it below
 			}
 			return []string{pick(rng, pool)}
 		}
@@ -609,6 +609,21 @@ func testListOracle(t *testing.T, s projections.Store) {
 			PerPage: 1 + rng.IntN(3), Page: 1 + rng.IntN(4), Now: now}
 		for _, i := range rng.Perm(len(ones))[:2+rng.IntN(3)] {
 			ones[i](&q)
+		}
+		for _, f := range []struct {
+			vals *[]string
+			pool []string
+		}{{&q.Companies, companies}, {&q.Statuses, statuses}, {&q.Risks, risks}, {&q.States, states},
+			{&q.Nationalities, nationalities}, {&q.Countries, countries}, {&q.Agents, agents}, {&q.ReferralCodes, referrals},
+			{&q.Tags, tags}, {&q.AccessRoles, accessRoles}, {&q.AccessGroups, accessGroups}, {&q.DocumentTypes, docTypes}} {
+			if len(*f.vals) == 1 && rng.IntN(2) == 0 {
+				if v := pick(rng, f.pool); v != (*f.vals)[0] {
+					*f.vals = append(*f.vals, v)
+				}
+			}
+		}
+		if len(q.VerificationLevels) == 1 && rng.IntN(2) == 0 {
+			q.VerificationLevels = append(q.VerificationLevels, (q.VerificationLevels[0]+1)%6)
 		}
 		if rng.IntN(3) == 0 {
 			q.Created = timeRange(rng)
