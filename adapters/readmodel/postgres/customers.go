@@ -1174,7 +1174,7 @@ func (s *Store) ListCustomers(ctx context.Context, q projections.ListQuery) (pro
 			return s.listKeyed(ctx, gen, plan, &page)
 		}
 		b := &pgx.Batch{}
-		queueCustomPlans(b)
+		queueCustomerListPlans(b)
 		b.Queue(plan.page, plan.pageArgs...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				r, err := scanRow(rows)
@@ -1228,7 +1228,7 @@ func (s *Store) listKeyed(ctx context.Context, gen projections.Generation, plan 
 	var seqs []int64
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-	queueCustomPlans(b)
+	queueCustomerListPlans(b)
 	b.Queue("SAVEPOINT merged")
 	queueMergeSettings(b)
 	b.Queue(plan.page, plan.pageArgs...).Query(func(rows pgx.Rows) (err error) {

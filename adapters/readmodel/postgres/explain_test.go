@@ -230,8 +230,17 @@ func TestListQueryPlans(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pagePlan := explain(t, ctx, s, plan.page, plan.pageArgs, plan.keysOnly)
-		countPlan := explain(t, ctx, s, plan.count, plan.countArgs, plan.mergedCount)
+		// As ListCustomers runs them, with parallel workers made cheap
+		// enough for the planner to want them on this small table.
+		settings := func(merged bool) []func(*pgx.Batch) {
+			fs := []func(*pgx.Batch){cheapWorkers, queueCustomerListPlans}
+			if merged {
+				fs = append(fs, queueMergeSettings)
+			}
+			return fs
+		}
+		pagePlan := explain(t, ctx, s, plan.page, plan.pageArgs, settings(plan.keysOnly)...)
+		countPlan := explain(t, ctx, s, plan.count, plan.countArgs, settings(plan.mergedCount)...)
 		t.Logf("%s\n-- page:\n%s\n-- count:\n%s", tc.name, pagePlan, countPlan)
 		if tc.page != "" && !strings.Contains(pagePlan, tc.page+" ") {
 			t.Errorf("%s: the page does not use %s", tc.name, tc.page)
@@ -243,6 +252,9 @@ func TestListQueryPlans(t *testing.T) {
 		}
 		if tc.count != "" && !strings.Contains(countPlan, tc.count+" ") && !strings.HasSuffix(countPlan, tc.count) {
 			t.Errorf("%s: the count does not use %s", tc.name, tc.count)
+		}
+		if strings.Contains(pagePlan+countPlan, "Gather") {
+			t.Errorf("%s: parallel workers", tc.name)
 		}
 		if want := tc.merged && q.Sort == projections.SortCreatedAt; plan.keysOnly != want {
 			t.Errorf("%s: page of merged streams %v, want %v", tc.name, plan.keysOnly, want)
@@ -331,8 +343,8 @@ func TestAuditQueryPlans(t *testing.T) {
 			"", ix("occurred")},
 	} {
 		pageSQL, pageArgs, countSQL, countArgs := auditSQL(tc.q.Normalized(), gen)
-		pagePlan := explain(t, ctx, s, pageSQL, pageArgs, false)
-		countPlan := explain(t, ctx, s, countSQL, countArgs, false)
+		pagePlan := explain(t, ctx, s, pageSQL, pageArgs)
+		countPlan := explain(t, ctx, s, countSQL, countArgs)
 		t.Logf("%s\n-- page:\n%s\n-- count:\n%s", tc.name, pagePlan, countPlan)
 		if tc.page != "" && !strings.Contains(pagePlan, tc.page+" ") {
 			t.Errorf("%s: the page does not use %s", tc.name, tc.page)
@@ -343,14 +355,13 @@ func TestAuditQueryPlans(t *testing.T) {
 	}
 }
 
-// explain is the plan of sql, made under the merge settings when merged
-// says the store runs it under them.
-func explain(t *testing.T, ctx context.Context, s *Store, sql string, args []any, merged bool) string {
+// explain is the plan of sql, made after settings are queued.
+func explain(t *testing.T, ctx context.Context, s *Store, sql string, args []any, settings ...func(*pgx.Batch)) string {
 	t.Helper()
 	var lines []string
 	b := &pgx.Batch{}
-	if merged {
-		queueMergeSettings(b)
+	for _, queue := range settings {
+		queue(b)
 	}
 	b.Queue("EXPLAIN "+sql, args...).Query(func(rows pgx.Rows) (err error) {
 		lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
@@ -360,4 +371,12 @@ func explain(t *testing.T, ctx context.Context, s *Store, sql string, args []any
 		t.Fatal(err)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// cheapWorkers makes parallel workers free to the planner for the rest of
+// the batch's transaction, so that a plan test sees them wherever they are
+// allowed.
+func cheapWorkers(b *pgx.Batch) {
+	b.Queue(`SELECT set_config('parallel_setup_cost', '0', true), set_config('parallel_tuple_cost', '0', true),
+		set_config('min_parallel_table_scan_size', '0', true), set_config('min_parallel_index_scan_size', '0', true)`)
 }
