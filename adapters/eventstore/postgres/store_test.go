@@ -675,9 +675,14 @@ func TestListenerReconnects(t *testing.T) {
 		}
 		return pid
 	}
+	// The subscription may have read the first event before the listener
+	// connected (CI saw it missing once): wait for it.
 	old := listener()
-	if old == 0 {
-		t.Fatal("no listening connection")
+	for deadline := time.Now().Add(10 * time.Second); old == 0; old = listener() {
+		if time.Now().After(deadline) {
+			t.Fatal("no listening connection")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", old); err != nil {
 		t.Fatal(err)
