@@ -194,8 +194,10 @@ func (s *Store) listenOnce(ctx context.Context, cc *pgx.ConnConfig, connected fu
 // plan fits none of them well. The setting is local to the batch's implicit
 // transaction, so point reads keep their cheap generic plans.
 func queueCustomPlans(b *pgx.Batch) {
-	b.Queue("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+	b.Queue(customPlansSQL)
 }
+
+const customPlansSQL = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
 
 // queueCustomerListPlans is queueCustomPlans for lists of customers, whose
 // queries also run without parallel workers. A worker is a process started
@@ -204,5 +206,5 @@ func queueCustomPlans(b *pgx.Batch) {
 // 45 ms p95 with a worker and 14 ms without. The lists that gained from
 // workers were the combinations, which now merge their filters instead.
 func queueCustomerListPlans(b *pgx.Batch) {
-	b.Queue("SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('max_parallel_workers_per_gather', '0', true)")
+	b.Queue(customPlansSQL + ", set_config('max_parallel_workers_per_gather', '0', true)")
 }

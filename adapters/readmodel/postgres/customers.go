@@ -578,6 +578,11 @@ func scanRow(sc interface{ Scan(...any) error }) (projections.CustomerRow, error
 	return r, nil
 }
 
+// collectRows reads rows that selectRows selected, and closes them.
+func collectRows(rows pgx.Rows) ([]projections.CustomerRow, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (projections.CustomerRow, error) { return scanRow(row) })
+}
+
 // LoadCustomers implements projections.Store.
 func (s *Store) LoadCustomers(ctx context.Context, gen projections.Generation, ids []string) (map[string]projections.CustomerRow, error) {
 	out := make(map[string]projections.CustomerRow, len(ids))
@@ -588,18 +593,12 @@ func (s *Store) LoadCustomers(ctx context.Context, gen projections.Generation, i
 		return out, nil
 	}
 	rows, err := s.pool.Query(ctx, selectRows(tablesOf(gen))+" WHERE c.id = ANY($1)", ids)
+	var found []projections.CustomerRow
 	if err == nil {
-		defer rows.Close()
-		for rows.Next() {
-			var r projections.CustomerRow
-			if r, err = scanRow(rows); err != nil {
-				break
-			}
-			out[r.Customer.ID] = r
-		}
-		if err == nil {
-			err = rows.Err()
-		}
+		found, err = collectRows(rows)
+	}
+	for _, r := range found {
+		out[r.Customer.ID] = r
 	}
 	if err != nil {
 		if isUndefinedTable(err) {
@@ -1175,15 +1174,9 @@ func (s *Store) ListCustomers(ctx context.Context, q projections.ListQuery) (pro
 		}
 		b := &pgx.Batch{}
 		queueCustomerListPlans(b)
-		b.Queue(plan.page, plan.pageArgs...).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				r, err := scanRow(rows)
-				if err != nil {
-					return err
-				}
-				page.Rows = append(page.Rows, r)
-			}
-			return rows.Err()
+		b.Queue(plan.page, plan.pageArgs...).Query(func(rows pgx.Rows) (err error) {
+			page.Rows, err = collectRows(rows)
+			return err
 		})
 		if plan.mergedCount {
 			queueMergeSettings(b)
@@ -1245,21 +1238,19 @@ func (s *Store) listKeyed(ctx context.Context, gen projections.Generation, plan 
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
-	bySeq := make(map[int64]projections.CustomerRow, len(seqs))
+	var found []projections.CustomerRow
 	b = &pgx.Batch{}
-	b.Queue(selectRows(tablesOf(gen))+" WHERE c.seq = ANY($1)", seqs).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			r, err := scanRow(rows)
-			if err != nil {
-				return err
-			}
-			bySeq[r.Seq] = r
-		}
-		return rows.Err()
+	b.Queue(selectRows(tablesOf(gen))+" WHERE c.seq = ANY($1)", seqs).Query(func(rows pgx.Rows) (err error) {
+		found, err = collectRows(rows)
+		return err
 	})
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
+	}
+	bySeq := make(map[int64]projections.CustomerRow, len(found))
+	for _, r := range found {
+		bySeq[r.Seq] = r
 	}
 	for _, seq := range seqs {
 		r, ok := bySeq[seq]
