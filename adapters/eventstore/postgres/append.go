@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/kycengine/kyc/domain"
 )
@@ -288,6 +289,7 @@ func (s *Store) commitLoop() {
 		batch, held, next []*appendReq
 		streams           = make(map[string]bool)
 		open              = true
+		params            paramBuffer
 	)
 	take := func(r *appendReq) {
 		if streams[r.stream] || len(batch) >= s.cfg.maxBatch {
@@ -324,7 +326,7 @@ func (s *Store) commitLoop() {
 				break drain
 			}
 		}
-		s.commitBatch(batch)
+		s.commitBatch(&params, batch)
 		clear(batch)
 		held = append(held[:0], next...)
 	}
@@ -333,7 +335,7 @@ func (s *Store) commitLoop() {
 // commitBatch writes a batch and answers its appends. A batch the server
 // refuses as a whole committed nothing, so it is retried after a deadlock,
 // and otherwise split so that only the append at fault fails.
-func (s *Store) commitBatch(batch []*appendReq) {
+func (s *Store) commitBatch(params *paramBuffer, batch []*appendReq) {
 	live := batch[:0:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -347,7 +349,7 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = s.runBatch(live); err == nil {
+		if err = s.runBatch(params, live); err == nil {
 			return
 		}
 		var pgErr *pgconn.PgError
@@ -358,7 +360,7 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && len(live) > 1 {
 		for _, r := range live {
-			s.commitBatch([]*appendReq{r})
+			s.commitBatch(params, []*appendReq{r})
 		}
 		return
 	}
@@ -518,15 +520,16 @@ SELECT (SELECT array_agg(r.n = ANY ((SELECT apps FROM ok)::bigint[]) ORDER BY r.
 	(SELECT count(*) FROM woke)
   FROM heads`
 
-// querier is what a batch runs on: the pool, or a transaction when a test
-// holds the commit back.
-type querier interface {
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
-}
+// Names under which each committer's connection prepares the statements of
+// a batch; pgx remembers them per connection.
+const (
+	appendLockStatement = "kyc_append_lock"
+	appendStatement     = "kyc_append"
+)
 
 // runBatch writes the batch with appendSQL and answers every append of it
 // once the statement has committed.
-func (s *Store) runBatch(batch []*appendReq) error {
+func (s *Store) runBatch(params *paramBuffer, batch []*appendReq) error {
 	// The batch serves many callers; none of them may cancel it for the
 	// others.
 	ctx := context.Background()
@@ -538,53 +541,28 @@ func (s *Store) runBatch(batch []*appendReq) error {
 		a.corrIDs, a.causeIDs, a.idemKeys, a.data, a.personal, a.prevHashes, a.hashes, recordedAt}
 
 	var (
-		q  querier = s.appendPool
-		tx pgx.Tx
+		conn *pgx.Conn
+		tx   pgx.Tx
 	)
 	if s.cfg.beforeCommit != nil {
+		// A test holds the commit back: the batch runs in a transaction.
 		var err error
 		if tx, err = s.appendPool.Begin(ctx); err != nil {
 			return err
 		}
 		defer func() { _ = tx.Rollback(ctx) }()
-		q = tx
-	}
-	var out batchResult
-	// The append announces itself to readers (appendLockSQL, see the
-	// horizon) before its first write; the lock and the statement go in one
-	// pipeline, so one round trip and one implicit transaction.
-	var b pgx.Batch
-	b.Queue(appendLockSQL)
-	b.Queue(appendSQL, args...)
-	br := q.SendBatch(ctx, &b)
-	_, err := br.Exec()
-	found := false
-	if err == nil {
-		var rows pgx.Rows
-		rows, err = br.Query()
-		for err == nil && rows.Next() {
-			found = true
-			var notified int64
-			err = rows.Scan(&out.appended, &out.stored, &out.heads, &out.hashes, &out.xid,
-				&out.streams, &out.revisions, &out.positions, &notified)
+		conn = tx.Conn()
+	} else {
+		pooled, err := s.appendPool.Acquire(ctx)
+		if err != nil {
+			return err
 		}
-		if rows != nil {
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
-		}
+		defer pooled.Release()
+		conn = pooled.Conn()
 	}
-	// Closing the pipeline reads up to the end of the implicit transaction,
-	// so in autocommit the batch has committed once it closes without error.
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	out, err := sendAppend(ctx, conn, params, args)
 	if err != nil {
 		return err
-	}
-	if !found {
-		return errors.New("append statement returned no row")
 	}
 	resps, err := out.answers(batch, recordedAt)
 	if err != nil {
@@ -612,6 +590,121 @@ func (s *Store) runBatch(batch []*appendReq) error {
 	}
 	if s.cfg.observer != nil {
 		s.cfg.observer.BatchCommitted(len(batch), events, time.Since(start))
+	}
+	return nil
+}
+
+// sendAppend runs appendLockSQL and appendSQL in one pipeline: one round
+// trip and one implicit transaction (the append announces itself to readers
+// before its first write, see the horizon), so in autocommit the batch has
+// committed when it returns without error.
+//
+// It goes below pgx's batches to encode the arguments into params, which
+// the committer keeps from batch to batch: pgx encodes into a buffer it
+// shrinks after every statement, and a batch's arrays (tens of kilobytes)
+// regrew it each time, a tenth of the process's processor time under many
+// writers.
+func sendAppend(ctx context.Context, conn *pgx.Conn, params *paramBuffer, args []any) (batchResult, error) {
+	var out batchResult
+	lock, err := conn.Prepare(ctx, appendLockStatement, appendLockSQL)
+	if err != nil {
+		return out, err
+	}
+	stmt, err := conn.Prepare(ctx, appendStatement, appendSQL)
+	if err != nil {
+		return out, err
+	}
+	if err := params.encode(conn.TypeMap(), stmt, args); err != nil {
+		return out, fmt.Errorf("append statement: %w", err)
+	}
+	p := conn.PgConn().StartPipeline(ctx)
+	p.SendQueryStatement(lock, nil, nil, nil)
+	p.SendQueryStatement(stmt, params.values, params.formats, params.resultFormats)
+	err = p.Sync()
+	found := false
+	if err == nil {
+		err = readResult(p, nil, nil)
+	}
+	if err == nil {
+		err = readResult(p, conn.TypeMap(), func(rows pgx.Rows) error {
+			for rows.Next() {
+				found = true
+				var notified int64
+				if err := rows.Scan(&out.appended, &out.stored, &out.heads, &out.hashes, &out.xid,
+					&out.streams, &out.revisions, &out.positions, &notified); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
+	// Closing the pipeline reads up to the end of the implicit transaction.
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && !found {
+		err = errors.New("append statement returned no row")
+	}
+	return out, err
+}
+
+// readResult reads the pipeline's next statement result, its rows with
+// scan when given.
+func readResult(p *pgconn.Pipeline, typeMap *pgtype.Map, scan func(pgx.Rows) error) error {
+	res, err := p.GetResults()
+	if err != nil {
+		return err
+	}
+	rr, ok := res.(*pgconn.ResultReader)
+	if !ok {
+		return fmt.Errorf("append pipeline: expected a statement's result, got %T", res)
+	}
+	if scan == nil {
+		_, err := rr.Close()
+		return err
+	}
+	rows := pgx.RowsFromResultReader(typeMap, rr)
+	err = scan(rows)
+	rows.Close()
+	if err == nil {
+		err = rows.Err()
+	}
+	return err
+}
+
+// paramBuffer holds a statement's encoded arguments; its memory is kept
+// from one batch to the next.
+type paramBuffer struct {
+	buf                    []byte
+	values                 [][]byte
+	formats, resultFormats []int16
+}
+
+// encode encodes args for stmt in the formats pgx would choose.
+func (b *paramBuffer) encode(m *pgtype.Map, stmt *pgconn.StatementDescription, args []any) error {
+	if len(args) != len(stmt.ParamOIDs) {
+		return fmt.Errorf("%d arguments for %d parameters", len(args), len(stmt.ParamOIDs))
+	}
+	b.buf, b.values, b.formats, b.resultFormats = b.buf[:0], b.values[:0], b.formats[:0], b.resultFormats[:0]
+	for i, arg := range args {
+		oid := stmt.ParamOIDs[i]
+		format := m.FormatCodeForOID(oid)
+		start := len(b.buf)
+		encoded, err := m.Encode(oid, format, arg, b.buf)
+		if err != nil {
+			return fmt.Errorf("parameter %d: %w", i+1, err)
+		}
+		var value []byte // NULL: Encode appended nothing and returned no buffer
+		if encoded != nil {
+			// When the buffer grew, the values before this one still point
+			// into the old array, whose bytes stay as they were.
+			b.buf, value = encoded, encoded[start:]
+		}
+		b.values = append(b.values, value)
+		b.formats = append(b.formats, format)
+	}
+	for _, f := range stmt.Fields {
+		b.resultFormats = append(b.resultFormats, m.FormatCodeForOID(f.DataTypeOID))
 	}
 	return nil
 }
