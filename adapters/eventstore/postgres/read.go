@@ -24,38 +24,26 @@ const eventColumns = `tx_id, position, id, stream, revision, type, schema_versio
 // each takes the shared advisory lock appendLockSQL before its first write,
 // so before it has a transaction id, and holds it to its end.
 //
-// horizonSQL starts from its statement's snapshot: xmax, and the
-// transactions in progress (xip). An append whose id is below xmax took the
-// lock before it got that id, and the id is in xip unless it had ended. The
-// statement then reads the lock table (after the snapshot): an id in xip
-// held by a lock holder is an append and counts; an id held by any other
-// backend is not and is ignored; an id whose transaction lock is not there
-// counts too, since it is either in the instant between getting its id and
-// locking it, or has just ended (then counting it only delays a reader).
-// The horizon is the smallest id that counts, else xmax. The query that
-// reads below it must take its snapshot after this statement, so readers
-// send horizonSQL and their query in one pipeline: one round trip, one
-// implicit transaction, the horizon passed on in the transaction-local
-// setting kyc.horizon. pg_locks shows 32-bit ids; they are matched to the
-// snapshot's by their low 32 bits (ids in progress are never 2^31 apart).
+// The horizon is computed by kyc_events_horizon() (migration 00003) from its
+// snapshot: xmax, and the transactions in progress (xip). An append whose id
+// is below xmax took the lock before it got that id, and the id is in xip
+// unless it had ended. With no id in xip the horizon is xmax, read without
+// looking further. Otherwise the function reads the lock table (after the
+// snapshot): an id in xip held by a lock holder is an append and counts; an
+// id held by any other backend is not and is ignored; an id whose
+// transaction lock is not there counts too, since it is either in the
+// instant between getting its id and locking it, or has just ended (then
+// counting it only delays a reader). The horizon is the smallest id that
+// counts, else xmax. The query that reads below it must take its snapshot
+// after the function's, so readers send horizonSQL and their query in one
+// pipeline: one round trip, one implicit transaction, the horizon passed on
+// in the transaction-local setting kyc.horizon. pg_locks shows 32-bit ids;
+// they are matched to the snapshot's by their low 32 bits (ids in progress
+// are never 2^31 apart).
 const (
 	appendLockSQL = `SELECT pg_advisory_xact_lock_shared(1803116385, 1)`
-	horizonSQL    = `WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
-	locks AS MATERIALIZED (
-		SELECT locktype, pid, mode, granted, classid, objid, objsubid, transactionid::text::bigint AS low FROM pg_locks),
-	appenders AS (
-		SELECT pid FROM locks
-		 WHERE locktype = 'advisory' AND classid = 1803116385 AND objid = 1 AND objsubid = 2 AND granted),
-	owners AS (
-		SELECT low, pid FROM locks WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted),
-	running AS (
-		SELECT x::text::bigint AS xid FROM snap, pg_snapshot_xip(snap.s) AS x)
-	SELECT set_config('kyc.horizon', least(
-		(SELECT pg_snapshot_xmax(s)::text::bigint FROM snap),
-		(SELECT min(r.xid) FROM running r
-		  WHERE NOT EXISTS (SELECT FROM owners o WHERE o.low = r.xid & 4294967295)
-		     OR EXISTS (SELECT FROM owners o JOIN appenders a ON a.pid = o.pid WHERE o.low = r.xid & 4294967295)))::text, true)`
-	horizon = `current_setting('kyc.horizon')::xid8`
+	horizonSQL    = `SELECT kyc_events_horizon()`
+	horizon       = `current_setting('kyc.horizon')::xid8`
 )
 
 // LIMIT NULL is PostgreSQL's "no limit".
