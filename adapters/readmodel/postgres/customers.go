@@ -1270,12 +1270,13 @@ func (s *Store) listKeyed(ctx context.Context, gen projections.Generation, plan 
 // the merge at 1,000,000 customers. What is disabled is priced out, not
 // forbidden, and the price would bring in JIT compilation. Nothing else a
 // list reads runs under these settings: they would turn a page's twenty
-// row lookups into full scans.
+// row lookups into full scans. They come after queueCustomerListPlans in
+// the same transaction, which has already turned parallel workers off.
 func queueMergeSettings(b *pgx.Batch) {
 	b.Queue(`SELECT set_config('enable_nestloop', 'off', true), set_config('enable_hashjoin', 'off', true),
 		set_config('enable_material', 'off', true), set_config('enable_sort', 'off', true),
 		set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
-		set_config('max_parallel_workers_per_gather', '0', true), set_config('jit', 'off', true)`)
+		set_config('jit', 'off', true)`)
 }
 
 // queueTotal adds a page's count query to the batch that fetches the page,
