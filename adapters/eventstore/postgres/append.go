@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -284,6 +285,18 @@ func checkText(name, v string) error {
 // else is queued behind it, and writes them all in one transaction. A
 // batch holds one append per stream; a second one waits for the next batch,
 // since it could only follow the first if that one's head were known.
+//
+// While another committer's batch is in flight, a batch smaller than that
+// one waits a little (at most maxLinger) to grow to its size. Without the
+// wait, the appends that one batch answers come back one by one and the
+// first few of them leave at once in a batch of their own, so under load
+// batches stayed small and each paid a transaction's fixed cost (about
+// 280µs of server time against 20µs an event) for few events. The wait
+// costs nothing a caller would have had: the server is busy with the
+// other batch meanwhile. It only starts when the batch before carried more
+// than one append, so a lone writer, or a few, never wait. Measured with 64
+// writers: 25.6 appends a transaction instead of 19, 12-15% more events a
+// second and a lower p50; with 4 to 32 writers, 15-38% more.
 func (s *Store) commitLoop() {
 	var (
 		batch, held, next []*appendReq
@@ -299,6 +312,27 @@ func (s *Store) commitLoop() {
 		streams[r.stream] = true
 		batch = append(batch, r)
 	}
+	// receive takes the next queued append; when none is queued it waits
+	// until wait fires (nil: not at all). It reports whether one came.
+	receive := func(wait <-chan time.Time) bool {
+		var r *appendReq
+		select {
+		case r, open = <-s.reqs:
+		default:
+			if wait == nil {
+				return false
+			}
+			select {
+			case r, open = <-s.reqs:
+			case <-wait:
+				return false
+			}
+		}
+		if open {
+			take(r)
+		}
+		return open
+	}
 	for open || len(held) > 0 {
 		batch, next = batch[:0], next[:0]
 		clear(streams)
@@ -312,24 +346,45 @@ func (s *Store) commitLoop() {
 			}
 			take(r)
 		}
-
-	drain:
-		for open && len(batch) < s.cfg.maxBatch {
-			select {
-			case r, ok := <-s.reqs:
-				if !ok {
-					open = false
-					break drain
-				}
-				take(r)
-			default:
-				break drain
-			}
+		for open && len(batch) < s.cfg.maxBatch && receive(nil) {
 		}
+		if want := s.pacing.target(len(batch)); open && want > 0 && s.cfg.maxLinger > 0 {
+			timer := time.NewTimer(s.cfg.maxLinger)
+			for len(batch) < want && receive(timer.C) {
+			}
+			timer.Stop()
+		}
+		s.pacing.started(len(batch))
 		s.commitBatch(&params, batch)
+		s.pacing.ended()
 		clear(batch)
 		held = append(held[:0], next...)
 	}
+}
+
+// batchPacing is what the committers tell each other about their batches.
+type batchPacing struct {
+	inFlight atomic.Int32 // batches being written
+	lastSize atomic.Int32 // appends the batch started last carried
+}
+
+func (p *batchPacing) started(size int) {
+	p.inFlight.Add(1)
+	p.lastSize.Store(int32(size))
+}
+
+func (p *batchPacing) ended() { p.inFlight.Add(-1) }
+
+// target is the size a batch of size appends should wait to reach before
+// it is written, or 0 when it should go at once: when no other batch is in
+// flight (the server would wait for it), or when the batch before carried
+// one append (appends are not arriving faster than batches commit).
+func (p *batchPacing) target(size int) int {
+	want := int(p.lastSize.Load())
+	if want <= 1 || size >= want || p.inFlight.Load() == 0 {
+		return 0
+	}
+	return want
 }
 
 // commitBatch writes a batch and answers its appends. A batch the server

@@ -98,6 +98,7 @@ type config struct {
 	pollInterval time.Duration
 	committers   int
 	maxBatch     int
+	maxLinger    time.Duration
 	// beforeCommit, when set, runs in each batch's transaction after its
 	// statement and before COMMIT; tests use it to commit out of order.
 	beforeCommit func(ctx context.Context, streams []string)
@@ -117,6 +118,9 @@ func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollI
 // withCommitters sets how many batches may be in flight at once.
 func withCommitters(n int) Option { return func(c *config) { c.committers = n } }
 
+// withMaxLinger bounds how long a committer waits for a batch to fill.
+func withMaxLinger(d time.Duration) Option { return func(c *config) { c.maxLinger = d } }
+
 // withBeforeCommit installs a hook that runs before each batch commits.
 func withBeforeCommit(f func(ctx context.Context, streams []string)) Option {
 	return func(c *config) { c.beforeCommit = f }
@@ -133,6 +137,12 @@ const (
 	// loops, which stay cheap at this size; beyond it a commit carries
 	// enough appends that larger batches would not add throughput.
 	defaultMaxBatch = 128
+	// defaultMaxLinger bounds how long a committer waits for its batch to
+	// grow to the size of the batch before it (see commitLoop). The wait
+	// usually ends much sooner, when the appends it waits for arrive;
+	// 300µs and 600µs measured alike, and the bound is what a burst's
+	// last batch pays when no more appends come.
+	defaultMaxLinger = 300 * time.Microsecond
 	// subscriptionPage is the page size subscriptions read the log in.
 	subscriptionPage = 512
 	// notifyChannel is the LISTEN/NOTIFY channel of appends.
@@ -146,6 +156,7 @@ func buildConfig(opts []Option) config {
 		pollInterval: defaultPollInterval,
 		committers:   defaultCommitters,
 		maxBatch:     defaultMaxBatch,
+		maxLinger:    defaultMaxLinger,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -163,6 +174,7 @@ func buildConfig(opts []Option) config {
 	}
 	cfg.committers = max(cfg.committers, 1)
 	cfg.maxBatch = max(cfg.maxBatch, 1)
+	cfg.maxLinger = max(cfg.maxLinger, 0)
 	return cfg
 }
 
@@ -187,6 +199,7 @@ type Store struct {
 	mu         sync.RWMutex
 	closed     bool
 	reqs       chan *appendReq
+	pacing     batchPacing
 	committers sync.WaitGroup
 	background sync.WaitGroup
 	listenOnce sync.Once

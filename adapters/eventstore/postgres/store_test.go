@@ -460,6 +460,105 @@ func TestDuplicateDoesNotFailItsBatch(t *testing.T) {
 	}
 }
 
+func TestBatchPacingTarget(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		inFlight, last, size int
+		want                 int
+	}{
+		{"nothing in flight", 0, 20, 3, 0},
+		{"the batch before carried one append", 1, 1, 1, 0},
+		{"no batch before", 1, 0, 1, 0},
+		{"as large as the batch before", 1, 20, 20, 0},
+		{"larger than the batch before", 2, 20, 25, 0},
+		{"smaller than the batch in flight", 1, 20, 3, 20},
+		{"two appends behind two", 1, 2, 1, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var p batchPacing
+			p.inFlight.Store(int32(c.inFlight))
+			p.lastSize.Store(int32(c.last))
+			if got := p.target(c.size); got != c.want {
+				t.Fatalf("target(%d) with %d in flight after a batch of %d = %d, want %d", c.size, c.inFlight, c.last, got, c.want)
+			}
+		})
+	}
+}
+
+// batchSizes records the appends each batch carried.
+type batchSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (b *batchSizes) BatchCommitted(requests, _ int, _ time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sizes = append(b.sizes, requests)
+}
+
+// waitFor returns the sizes reported once there are n of them: a batch is
+// reported after its appends are answered.
+func (b *batchSizes) waitFor(t *testing.T, n int) []int {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		got := slices.Clone(b.sizes)
+		b.mu.Unlock()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+	}
+}
+
+// TestBatchWaitsToGrowWhileAnotherIsInFlight: with another batch of two in
+// flight, a lone append waits for a second one and both go in one batch;
+// with nothing in flight, or after a batch of one, an append goes at once.
+// The wait has no bound here, so an append that waited when it should not
+// would hang until the test's deadline.
+func TestBatchWaitsToGrowWhileAnotherIsInFlight(t *testing.T) {
+	ctx := testCtx(t)
+	var sizes batchSizes
+	// One committer, so that the batch in flight is the test's pretence and
+	// every append meets the same committer.
+	s := open(t, pgtest.NewDatabase(t), withCommitters(1), withMaxLinger(time.Hour), WithObserver(&sizes))
+	s.pacing.inFlight.Store(1)
+	s.pacing.lastSize.Store(2)
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, "customer-1", domain.ExpectNoStream, []domain.EventData{event("First")})
+		first <- err
+	}()
+	select {
+	case err := <-first:
+		t.Fatalf("the append did not wait for a second one (err %v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	mustAppend(t, ctx, s, "customer-2", domain.ExpectNoStream, event("Second"))
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := sizes.waitFor(t, 1); !slices.Equal(got, []int{2}) {
+		t.Fatalf("batches carried %v appends, want one batch of 2", got)
+	}
+
+	// The pretended batch ends; the last batch carried two appends. Adding,
+	// not storing: the committer may not have counted its own batch's end
+	// yet, and does before it takes the next append.
+	s.pacing.inFlight.Add(-1)
+	soon, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	mustAppend(t, soon, s, "customer-3", domain.ExpectNoStream, event("Alone"))
+	// Another batch in flight, after one of one append.
+	s.pacing.inFlight.Add(1)
+	s.pacing.lastSize.Store(1)
+	mustAppend(t, soon, s, "customer-4", domain.ExpectNoStream, event("AfterOne"))
+	if got := sizes.waitFor(t, 3); !slices.Equal(got, []int{2, 1, 1}) {
+		t.Fatalf("batches carried %v appends, want 2, 1, 1", got)
+	}
+}
+
 func TestCountAfterMatchesReadAll(t *testing.T) {
 	ctx := testCtx(t)
 	s := open(t, pgtest.NewDatabase(t))
