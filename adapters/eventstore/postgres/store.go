@@ -10,7 +10,8 @@
 // PostgreSQL serialises the commits of all transactions that NOTIFY, disk
 // flush included, so one notifying transaction per append would cap the
 // whole server at one append per flush; and the per-statement cost is paid
-// once per batch instead of once per append.
+// once per batch instead of once per append. While one batch is in flight,
+// the other committer waits a little for its batch to grow (commitLoop).
 // An append's chain hashes are computed in Go, on the caller's goroutine, on
 // a guess of its stream's head (the head this process last saw, from an
 // append or a read that reached the stream's end). The statement moves the
