@@ -47,6 +47,14 @@ type Source struct {
 	// LISTEN connection) or come from another process (a read-only view of a
 	// file a server writes).
 	PollInterval time.Duration
+	// MinReadInterval, when positive, spaces the reads of a subscription
+	// that has caught up: its next read starts no sooner than this after the
+	// one before began, however often commits wake it. Under many writers
+	// every commit wakes every subscription, and where a read has a high
+	// fixed cost (PostgreSQL's horizon and held-back check) a read for each
+	// commit costs more than the events it brings. A subscription reading
+	// full pages, catching up, is never held back.
+	MinReadInterval time.Duration
 }
 
 // ErrOutOfOrder is returned when Read hands back an event that is not after
@@ -76,9 +84,19 @@ func Run(ctx context.Context, src Source, after domain.Position, handle Handler)
 		defer timer.Stop()
 	}
 	checkpoint := after
+	var lastRead time.Time
+	caughtUp := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if src.MinReadInterval > 0 {
+			if wait := src.MinReadInterval - time.Since(lastRead); caughtUp && wait > 0 {
+				if err := sleep(ctx, wait); err != nil {
+					return err
+				}
+			}
+			lastRead = time.Now()
 		}
 		var wake <-chan struct{}
 		if src.Notify != nil {
@@ -100,7 +118,8 @@ func Run(ctx context.Context, src Source, after domain.Position, handle Handler)
 			}
 			checkpoint = e.Position
 		}
-		if len(page) >= pageSize {
+		caughtUp = len(page) < pageSize
+		if !caughtUp {
 			continue
 		}
 		var poll <-chan time.Time
@@ -115,6 +134,18 @@ func Run(ctx context.Context, src Source, after domain.Position, handle Handler)
 		case <-wake:
 		case <-poll:
 		}
+	}
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -290,3 +290,60 @@ func TestNotifier(t *testing.T) {
 	n.Broadcast() // twice in a row: must not close a closed channel
 	<-c
 }
+
+// TestMinReadIntervalSpacesCaughtUpReads: commits every millisecond wake a
+// caught-up subscription each time, but it reads at most once an interval,
+// and misses nothing.
+func TestMinReadIntervalSpacesCaughtUpReads(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := &memLog{}
+	const interval = 40 * time.Millisecond
+	var (
+		mu    sync.Mutex
+		reads []time.Time
+	)
+	src := log.source(1000)
+	src.MinReadInterval = interval
+	src.Read = func(ctx context.Context, after domain.Position, limit int) ([]domain.RecordedEvent, error) {
+		mu.Lock()
+		reads = append(reads, time.Now())
+		mu.Unlock()
+		return log.read(ctx, after, limit)
+	}
+	const n = 200
+	go func() {
+		for range n {
+			log.append(1)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	got, err := collect(ctx, src, domain.Start, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, got, 1, n)
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(reads); i++ {
+		if gap := reads[i].Sub(reads[i-1]); gap < interval {
+			t.Fatalf("read %d began %s after the one before, want at least %s (%d reads in all)", i, gap, interval, len(reads))
+		}
+	}
+}
+
+// TestMinReadIntervalDoesNotSlowCatchingUp: full pages are read back to back.
+// The interval is an hour, so a paced read would outlast the test.
+func TestMinReadIntervalDoesNotSlowCatchingUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	log := &memLog{}
+	log.append(100)
+	src := log.source(10)
+	src.MinReadInterval = time.Hour
+	got, err := collect(ctx, src, domain.Start, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, got, 1, 100)
+}

@@ -234,6 +234,9 @@ func (s *Store) SubscribeAll(ctx context.Context, after domain.Position, handle 
 		Notify:       s.notifier.Wait,
 		PageSize:     subscriptionPage,
 		PollInterval: s.cfg.pollInterval,
+		// Each read costs the server about half a millisecond before its
+		// first event; see subscriptionReadInterval.
+		MinReadInterval: subscriptionReadInterval,
 	}
 	err := catchup.Run(subCtx, src, after, handle)
 	if err != nil && ctx.Err() == nil && s.closing.Err() != nil && errors.Is(err, context.Canceled) {
