@@ -296,7 +296,7 @@ func checkText(name, v string) error {
 // other batch meanwhile. It only starts when the batch before carried more
 // than one append, so a lone writer, or a few, never wait. Measured with 64
 // writers: 25.6 appends a transaction instead of 19, 12-15% more events a
-// second and a lower p50; with 4 to 32 writers, 15-38% more.
+// second and a lower p50; with 4 to 32 writers, 11-38% more.
 func (s *Store) commitLoop() {
 	var (
 		batch, held, next []*appendReq

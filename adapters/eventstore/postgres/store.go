@@ -149,10 +149,11 @@ const (
 	// subscriptionReadInterval spaces the reads of a subscription that has
 	// caught up. Under 64 writers the commits came every 0.6 ms or so and
 	// a subscription read after each, for about as many events as the
-	// batch held, at 30-40 µs of server time an event. Spaced by 3 ms:
-	// 8-12% more appends a second with one subscription following, for
-	// about 1.3 ms more from append to subscriber (p50); 1 ms gained 2-4%,
-	// 5 and 10 ms no more than 3.
+	// batch held, at 30-40 µs of server time an event. Spaced by 3 ms, with
+	// one subscription following 64 writers: 8-12% more appends a second
+	// in a harness of that alone (1 ms gained 2-4%, 5 and 10 ms no more
+	// than 3), 1-8% in the benchmark, and 10% less server time an event,
+	// for about 1.5 ms more from append to subscriber (p50).
 	subscriptionReadInterval = 3 * time.Millisecond
 	// notifyChannel is the LISTEN/NOTIFY channel of appends.
 	notifyChannel = "kyc_events"
