@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/kycengine/kyc/domain"
 )
@@ -14,22 +13,37 @@ import (
 type Audit struct {
 	store Store
 	codec *domain.Codec
+	// companies keeps the company of the customers seen lately, per
+	// generation. Events after a registration do not say it, and asking
+	// the store for it was a round trip every batch. A customer's company
+	// never changes, so a kept one is never stale.
+	companies *generationCaches[string]
 }
+
+// companyCacheSize bounds each generation's cache of companies (twice this
+// many at most are held).
+const companyCacheSize = 16384
 
 // NewAudit validates its dependencies.
 func NewAudit(store Store, codec *domain.Codec) (*Audit, error) {
 	if store == nil || codec == nil {
 		return nil, fmt.Errorf("projections: audit projection needs a store and a codec")
 	}
-	return &Audit{store: store, codec: codec}, nil
+	return &Audit{store: store, codec: codec, companies: newGenerationCaches[string](companyCacheSize)}, nil
 }
 
 func (*Audit) Name() string { return AuditProjection }
+
+// Forget implements Forgetter. What the cache holds would still be true;
+// forgetting only keeps the caches of generations no longer applied from
+// piling up.
+func (p *Audit) Forget(gen Generation) { p.companies.forget(gen) }
 
 // Version 1: entries with status moves and changed field names.
 func (*Audit) Version() int { return 1 }
 
 func (p *Audit) Apply(ctx context.Context, gen Generation, events []domain.RecordedEvent, last domain.Position) error {
+	cache := p.companies.of(gen)
 	companies := map[string]string{}
 	var unknown []string
 	for _, e := range events {
@@ -37,18 +51,26 @@ func (p *Audit) Apply(ctx context.Context, gen Generation, events []domain.Recor
 		if !ok {
 			continue
 		}
-		if e.Revision == 0 {
-			companies[id] = "" // filled from the registration below
-		} else if _, ok := companies[id]; !ok && !slices.Contains(unknown, id) {
+		if _, seen := companies[id]; seen {
+			continue
+		}
+		if e.Revision > 0 {
+			if c, ok := cache.Get(id); ok {
+				companies[id] = c
+				continue
+			}
 			unknown = append(unknown, id)
 		}
+		companies[id] = "" // filled from the registration below, or from the store
 	}
-	known, err := p.store.AuditCompanies(ctx, gen, unknown)
-	if err != nil {
-		return fmt.Errorf("audit projection: companies: %w", err)
-	}
-	for id, c := range known {
-		companies[id] = c
+	if len(unknown) > 0 {
+		known, err := p.store.AuditCompanies(ctx, gen, unknown)
+		if err != nil {
+			return fmt.Errorf("audit projection: companies: %w", err)
+		}
+		for id, c := range known {
+			companies[id] = c
+		}
 	}
 	entries := make([]AuditEntry, 0, len(events))
 	for _, e := range events {
@@ -62,6 +84,9 @@ func (p *Audit) Apply(ctx context.Context, gen Generation, events []domain.Recor
 		}
 		if reg, ok := rec.Event.(*domain.CustomerRegistered); ok {
 			companies[id] = reg.CompanyID
+		}
+		if c := companies[id]; c != "" {
+			cache.Put(id, c)
 		}
 		entry, err := AuditEntryOf(rec.Event, e, companies[id])
 		if err != nil {

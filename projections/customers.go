@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/kycengine/kyc/domain"
 )
@@ -39,8 +38,7 @@ type Customers struct {
 	// events come in bursts a few hundred customers apart in the log, and
 	// loading a row back costs a query and a JSON decode, most of a batch's
 	// time in a rebuild.
-	mu     sync.Mutex
-	recent map[Generation]*RecentCache[*CustomerRow]
+	recent *generationCaches[*CustomerRow]
 }
 
 // rowCacheSize bounds each generation's cache of recent rows (twice this
@@ -48,32 +46,14 @@ type Customers struct {
 const rowCacheSize = 8192
 
 // Forget implements Forgetter.
-func (p *Customers) Forget(gen Generation) {
-	p.mu.Lock()
-	delete(p.recent, gen)
-	p.mu.Unlock()
-}
-
-func (p *Customers) cache(gen Generation) *RecentCache[*CustomerRow] {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.recent == nil {
-		p.recent = map[Generation]*RecentCache[*CustomerRow]{}
-	}
-	c := p.recent[gen]
-	if c == nil {
-		c = NewRecentCache[*CustomerRow](rowCacheSize)
-		p.recent[gen] = c
-	}
-	return c
-}
+func (p *Customers) Forget(gen Generation) { p.recent.forget(gen) }
 
 // NewCustomers validates its dependencies.
 func NewCustomers(store Store, codec *domain.Codec, lifecycles *domain.Lifecycles) (*Customers, error) {
 	if store == nil || codec == nil || lifecycles == nil {
 		return nil, fmt.Errorf("projections: customers projection needs a store, a codec and the lifecycles")
 	}
-	return &Customers{store: store, codec: codec, lifecycles: lifecycles}, nil
+	return &Customers{store: store, codec: codec, lifecycles: lifecycles, recent: newGenerationCaches[*CustomerRow](rowCacheSize)}, nil
 }
 
 func (*Customers) Name() string { return CustomersProjection }
@@ -85,7 +65,7 @@ func (p *Customers) Apply(ctx context.Context, gen Generation, events []domain.R
 	// Only one runner applies a generation at a time, so the cache needs no
 	// lock of its own while Apply runs; a failed batch may have changed
 	// cached rows without storing them, so it forgets them all.
-	cache := p.cache(gen)
+	cache := p.recent.of(gen)
 	if err := p.apply(ctx, gen, cache, events, last); err != nil {
 		p.Forget(gen)
 		return err

@@ -1,5 +1,7 @@
 package projections
 
+import "sync"
+
 // RecentCache keeps the values of recently used keys, up to about twice its
 // size: a two-map approximation of LRU. Values go into hot; when hot is full
 // it becomes cold and a new hot starts; a hit in cold moves back to hot. It
@@ -33,4 +35,38 @@ func (c *RecentCache[V]) Put(key string, v V) {
 		c.cold, c.hot = c.hot, make(map[string]V, c.size)
 	}
 	c.hot[key] = v
+}
+
+// generationCaches keeps one RecentCache per generation, for projections
+// that remember between batches what they wrote. A generation's cache is
+// used by the one runner applying that generation, so the caches need no
+// lock of their own; the map of them does, since a rebuild's runner and the
+// live one work on two generations at once.
+type generationCaches[V any] struct {
+	size  int
+	mu    sync.Mutex
+	byGen map[Generation]*RecentCache[V]
+}
+
+func newGenerationCaches[V any](size int) *generationCaches[V] {
+	return &generationCaches[V]{size: size, byGen: map[Generation]*RecentCache[V]{}}
+}
+
+// of returns gen's cache, empty the first time.
+func (g *generationCaches[V]) of(gen Generation) *RecentCache[V] {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := g.byGen[gen]
+	if c == nil {
+		c = NewRecentCache[V](g.size)
+		g.byGen[gen] = c
+	}
+	return c
+}
+
+// forget drops gen's cache.
+func (g *generationCaches[V]) forget(gen Generation) {
+	g.mu.Lock()
+	delete(g.byGen, gen)
+	g.mu.Unlock()
 }
