@@ -79,6 +79,15 @@ func fastConfig(st *state.Store) Config {
 	}
 }
 
+// stoppedConfig is fastConfig with a clock that never moves: everything the
+// test makes is made within one tick of it.
+func stoppedConfig(st *state.Store) Config {
+	cfg := fastConfig(st)
+	tick := time.Now()
+	cfg.Clock = func() time.Time { return tick }
+	return cfg
+}
+
 // running is a Service running on an in-process bus.
 type running struct {
 	svc  *Service
@@ -230,4 +239,13 @@ func mustDeliveryID(t *testing.T, endpointID string, e domain.RecordedEvent) str
 		t.Fatal(err)
 	}
 	return id
+}
+
+// idsOf is what id says of each item, in order.
+func idsOf[T any](items []T, id func(T) string) []string {
+	out := make([]string, 0, len(items))
+	for _, item := range items {
+		out = append(out, id(item))
+	}
+	return out
 }

@@ -413,9 +413,10 @@ func (s *Service) fanOut(msg *message.Message) error {
 // every one of them grow its stack.
 func (s *Service) record(ctx context.Context, msg *message.Message, typ, customer, company string, registered *registration, targets []target) error {
 	var (
-		ds      []newDelivery
-		payload []byte
-		eventID string
+		ds       []newDelivery
+		payload  []byte
+		eventID  string
+		position domain.Position
 	)
 	for _, t := range targets {
 		if !t.wants(typ) {
@@ -433,12 +434,16 @@ func (s *Service) record(ctx context.Context, msg *message.Message, typ, custome
 				return fmt.Errorf("webhook: event %s: %w", ev.ID(), err)
 			}
 			eventID = ev.ID()
+			// Only orders the deliveries made in one millisecond: a
+			// message without a readable position is still delivered.
+			position, _ = cloudevent.ParsePosition(msg.Metadata.Get(cloudevent.KeyPosition))
 		}
 		id, err := deliveryID(t.id, eventID)
 		if err != nil {
 			return err
 		}
-		ds = append(ds, newDelivery{id: id, endpointID: t.id, eventID: eventID, eventType: typ, customerID: customer, company: company, payload: payload})
+		ds = append(ds, newDelivery{id: id, endpointID: t.id, eventID: eventID, eventType: typ, customerID: customer, company: company,
+			payload: payload, position: position})
 	}
 	if err := s.store.insertDeliveries(ctx, registered, ds, msec(s.cfg.Clock())); err != nil {
 		return fmt.Errorf("webhook: record deliveries of event %s: %w", msg.UUID, err)

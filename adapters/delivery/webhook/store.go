@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kycengine/kyc/adapters/delivery/state"
+	"github.com/kycengine/kyc/domain"
 )
 
 // store is the SQL of the webhook tables, in either dialect of the
@@ -118,8 +120,9 @@ const (
 	qAllTargets     = `SELECT id, types FROM {p}webhook_endpoints WHERE company = '*'`
 	qCustomer       = `SELECT company FROM {p}webhook_customers WHERE customer_id = ?`
 	qRememberCust   = `INSERT INTO {p}webhook_customers (customer_id, company) VALUES (?, ?) ON CONFLICT (customer_id) DO NOTHING`
-	qInsertDelivery = `INSERT INTO {p}webhook_deliveries (id, endpoint_id, event_id, event_type, customer_id, company, payload, status, next_attempt_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING`
+	qInsertDelivery = `INSERT INTO {p}webhook_deliveries (id, endpoint_id, event_id, event_type, customer_id, company, payload, status,
+		next_attempt_at, created_at, position_commit, position_prepare)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 
 	qClaim = `UPDATE {p}webhook_deliveries SET in_flight_until = ?, claimed_by = ?
 		WHERE id IN (SELECT id FROM {p}webhook_deliveries
@@ -146,9 +149,11 @@ const (
 
 	deliveryColumns = `d.id, d.endpoint_id, d.event_id, d.event_type, d.customer_id, d.company, d.status, d.attempts, d.rounds,
 		d.replays, d.last_error, d.last_status, d.next_attempt_at, d.created_at, d.delivered_at, d.dead_at, d.replayed_at`
-	qDelivery     = `SELECT ` + deliveryColumns + `, e.company, d.payload FROM {p}webhook_deliveries d JOIN {p}webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ?`
-	qDeliveries   = `SELECT ` + deliveryColumns + ` FROM {p}webhook_deliveries d WHERE d.endpoint_id = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ? OFFSET ?`
-	qDeliveriesIn = `SELECT ` + deliveryColumns + ` FROM {p}webhook_deliveries d WHERE d.endpoint_id = ? AND d.status = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ? OFFSET ?`
+	qDelivery = `SELECT ` + deliveryColumns + `, e.company, d.payload FROM {p}webhook_deliveries d JOIN {p}webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ?`
+	// Newest first; deliveries made in the same millisecond in event order.
+	deliveryOrder = ` ORDER BY d.created_at DESC, d.position_commit DESC, d.position_prepare DESC, d.id DESC`
+	qDeliveries   = `SELECT ` + deliveryColumns + ` FROM {p}webhook_deliveries d WHERE d.endpoint_id = ?` + deliveryOrder + ` LIMIT ? OFFSET ?`
+	qDeliveriesIn = `SELECT ` + deliveryColumns + ` FROM {p}webhook_deliveries d WHERE d.endpoint_id = ? AND d.status = ?` + deliveryOrder + ` LIMIT ? OFFSET ?`
 	qCountDeliv   = `SELECT COUNT(*) FROM {p}webhook_deliveries WHERE endpoint_id = ?`
 	qCountDelivIn = `SELECT COUNT(*) FROM {p}webhook_deliveries WHERE endpoint_id = ? AND status = ?`
 	qAttempts     = `SELECT attempt, at, http_status, error, duration_ms FROM {p}webhook_attempts WHERE delivery_id = ? ORDER BY attempt`
@@ -371,6 +376,9 @@ type registration struct{ customerID, company string }
 type newDelivery struct {
 	id, endpointID, eventID, eventType, customerID, company string
 	payload                                                 []byte
+	// position is the event's place in the log; 0/0 when the message did
+	// not say.
+	position domain.Position
 }
 
 // insertDeliveries records the deliveries of one event at once (and, for a
@@ -385,13 +393,18 @@ func (s *store) insertDeliveries(ctx context.Context, registered *registration, 
 		}
 		for _, d := range ds {
 			if _, err := tx.ExecContext(ctx, s.q(qInsertDelivery), d.id, d.endpointID, d.eventID, d.eventType, d.customerID, d.company,
-				d.payload, s.ts(now), s.ts(now)); err != nil {
+				d.payload, s.ts(now), s.ts(now), dbPosition(d.position.Commit), dbPosition(d.position.Prepare)); err != nil {
 				return fmt.Errorf("delivery %s: %w", d.id, err)
 			}
 		}
 		return nil
 	})
 }
+
+// dbPosition stores a log position's part in a signed 64-bit column. The
+// stores' positions stay far below 2^63; one above would be listed as if it
+// came first.
+func dbPosition(v uint64) int64 { return int64(min(v, math.MaxInt64)) }
 
 // claim leases up to limit due deliveries to this process until until.
 func (s *store) claim(ctx context.Context, owner string, now, until time.Time, limit int) ([]string, error) {

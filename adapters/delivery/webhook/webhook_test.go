@@ -787,10 +787,7 @@ func TestOrderWithinOneTick(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, db database) {
 		st := db.open(t)
 		defer st.Close()
-		cfg := fastConfig(st)
-		tick := time.Now()
-		cfg.Clock = func() time.Time { return tick }
-		svc, err := NewService(cfg)
+		svc, err := NewService(stoppedConfig(st))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -807,20 +804,11 @@ func TestOrderWithinOneTick(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []string
-		for _, ep := range listed {
-			got = append(got, ep.ID)
-		}
-		if !slices.Equal(got, made) {
+		if got := idsOf(listed, func(ep Endpoint) string { return ep.ID }); !slices.Equal(got, made) {
 			t.Errorf("endpoints listed %v, made %v", got, made)
 		}
 
-		secretIDs := func(ep Endpoint) (ids []string) {
-			for _, s := range ep.Secrets {
-				ids = append(ids, s.ID)
-			}
-			return ids
-		}
+		secretIDs := func(ep Endpoint) []string { return idsOf(ep.Secrets, func(s SecretInfo) string { return s.ID }) }
 		before := secretIDs(listed[0])
 		for range 5 {
 			ep, _, err := svc.RotateSecret(ctx, CompanyScope("acme"), made[0])
@@ -832,6 +820,48 @@ func TestOrderWithinOneTick(t *testing.T) {
 				t.Fatalf("secrets before a rotation %v, after %+v: want the same with the new one last", before, ep.Secrets)
 			}
 			before = after
+		}
+	})
+}
+
+// Deliveries made in the same millisecond are listed in event order,
+// newest first, whatever their ids (hashes) say: by status too.
+func TestDeliveriesOfOneTickInEventOrder(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db database) {
+		st := db.open(t)
+		defer st.Close()
+		rc := newReceiver(t, always(http.StatusOK))
+		r := start(t, stoppedConfig(st))
+		ep, _, err := r.svc.CreateEndpoint(t.Context(), EndpointInput{Company: "acme", URL: rc.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		customer := uuid.NewString()
+		published := []domain.RecordedEvent{registered(customer, "acme")}
+		for range 7 {
+			published = append(published, statusChanged(customer))
+		}
+		for _, e := range published {
+			r.publish(t, e)
+		}
+		last := published[len(published)-1]
+		waitStatus(t, r.svc, mustDeliveryID(t, ep.ID, last), StatusDelivered)
+		var want []string
+		for _, e := range slices.Backward(published) {
+			want = append(want, e.ID.String())
+		}
+		for _, status := range []string{"", StatusDelivered} {
+			eventually(t, 5*time.Second, "every delivery listed with status "+status, func() bool {
+				_, total, err := r.svc.ListDeliveries(t.Context(), Everything(), DeliveryFilter{EndpointID: ep.ID, Status: status})
+				return err == nil && total == len(published)
+			})
+			list, _, err := r.svc.ListDeliveries(t.Context(), Everything(), DeliveryFilter{EndpointID: ep.ID, Status: status})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := idsOf(list, func(d Delivery) string { return d.EventID }); !slices.Equal(got, want) {
+				t.Errorf("status %q: deliveries listed for events %v, want %v (newest first)", status, got, want)
+			}
 		}
 	})
 }
