@@ -132,6 +132,19 @@ func start(t *testing.T, cfg Config) *running {
 	return r
 }
 
+// startWithEndpoint starts a service on cfg with one endpoint of company
+// acme, at a receiver that answers 200; it returns the endpoint's secret.
+func startWithEndpoint(t *testing.T, cfg Config) (*running, *receiver, Endpoint, string) {
+	t.Helper()
+	rc := newReceiver(t, always(http.StatusOK))
+	r := start(t, cfg)
+	ep, secret, err := r.svc.CreateEndpoint(t.Context(), EndpointInput{Company: "acme", URL: rc.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, rc, ep, secret
+}
+
 // publish puts an event of a customer on the bus the way the relay does;
 // the in-process bus returns once the fan-out acked it.
 func (r *running) publish(t *testing.T, e domain.RecordedEvent) {

@@ -244,12 +244,7 @@ func TestOldTimestampRefused(t *testing.T) {
 	st := sqliteStore(t)
 	cfg := fastConfig(st)
 	cfg.Clock = func() time.Time { return time.Now().Add(-10 * time.Minute) }
-	rc := newReceiver(t, always(http.StatusOK))
-	r := start(t, cfg)
-	ep, secret, err := r.svc.CreateEndpoint(t.Context(), EndpointInput{Company: "acme", URL: rc.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, rc, ep, secret := startWithEndpoint(t, cfg)
 	ev := registered(uuid.NewString(), "acme")
 	r.publish(t, ev)
 	waitStatus(t, r.svc, mustDeliveryID(t, ep.ID, ev), StatusDelivered)
@@ -461,12 +456,7 @@ func TestFanOutDeduplicates(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, db database) {
 		st := db.open(t)
 		defer st.Close()
-		rc := newReceiver(t, always(http.StatusOK))
-		r := start(t, fastConfig(st))
-		ep, _, err := r.svc.CreateEndpoint(t.Context(), EndpointInput{Company: "acme", URL: rc.URL})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, rc, ep, _ := startWithEndpoint(t, fastConfig(st))
 		ev := registered(uuid.NewString(), "acme")
 		r.publish(t, ev)
 		waitStatus(t, r.svc, mustDeliveryID(t, ep.ID, ev), StatusDelivered)
@@ -830,12 +820,7 @@ func TestDeliveriesOfOneTickInEventOrder(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, db database) {
 		st := db.open(t)
 		defer st.Close()
-		rc := newReceiver(t, always(http.StatusOK))
-		r := start(t, stoppedConfig(st))
-		ep, _, err := r.svc.CreateEndpoint(t.Context(), EndpointInput{Company: "acme", URL: rc.URL})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, _, ep, _ := startWithEndpoint(t, stoppedConfig(st))
 		customer := uuid.NewString()
 		published := []domain.RecordedEvent{registered(customer, "acme")}
 		for range 7 {
